@@ -1,0 +1,5 @@
+import sys
+
+from hiclust.cli import main
+
+sys.exit(main())

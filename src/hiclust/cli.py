@@ -1,0 +1,256 @@
+"""Command line: ``hiclust demo | train | evaluate`` and the subcommands registered by
+``hiclust.report.cli`` (tree, report, predict) and ``hiclust.bench`` (bench)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main", "run_training", "evaluate_run", "load_run_model", "load_run_data"]
+
+# Modules that add subcommands: each defines register(subparsers).
+EXTENSIONS: list[str] = []
+
+# Command-line flags that override estimator parameters: flag → (param, type).
+PARAM_FLAGS: dict[str, tuple[str, type]] = {
+    "--n-clusters": ("n_clusters", int),
+    "--depth": ("depth", int),
+    "--backbone": ("backbone", str),
+    "--epochs": ("epochs", int),
+    "--pretrain-epochs": ("pretrain_epochs", int),
+    "--prune-start": ("prune_start", int),
+    "--batch-size": ("batch_size", int),
+    "--lr": ("lr", float),
+    "--weight-decay": ("weight_decay", float),
+    "--crop-size": ("image_size", int),
+    "--device": ("device", str),
+    "--seed": ("seed", int),
+}
+
+
+def load_run_data(config: Any, download: bool = False):
+    from hiclust.data import load_dataset
+
+    return load_dataset(
+        config.dataset, root=config.root, split=config.split, download=download,
+        image_size=config.image_size, strict=config.strict,
+    )
+
+
+def load_run_model(run_dir: str | Path, device: str = "auto"):
+    """The fitted estimator of a run: model.pt, or the last checkpoint if training stopped early."""
+    from hiclust.methods import METHODS
+    from hiclust.runs import read_run_config
+
+    run_dir = Path(run_dir)
+    config = read_run_config(run_dir)
+    cls = METHODS[config.method]
+    for name in ("model.pt", "checkpoint.pt"):
+        if (run_dir / name).exists():
+            return cls.load(run_dir / name, device=device), config
+    raise FileNotFoundError(f"{run_dir} has no model.pt or checkpoint.pt yet; train it first")
+
+
+def _metrics_for(model: Any, data: Any, labels_pred) -> dict[str, float]:
+    from hiclust.metrics import evaluate
+
+    y = data.labels.numpy()
+    hierarchy = getattr(model, "hierarchy_", None)
+    if hierarchy is not None and hierarchy.n_leaves > 1:
+        return evaluate(y, labels_pred, hierarchy.to_linkage(), labels_pred)
+    return evaluate(y, labels_pred)
+
+
+def run_training(
+    run_dir: str | Path,
+    config: Any,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    download: bool = False,
+    checkpoint_every: int = 10,
+    picture: bool = True,
+) -> tuple[Any, dict[str, float] | None]:
+    """Trains ``config`` into ``run_dir``. Data and parameters are validated before anything is
+    written. Returns (fitted estimator, final metrics or None without labels)."""
+    from hiclust.checkpoint import atomic_write_text
+    from hiclust.methods import make_estimator
+    from hiclust.runs import prepare_run_dir
+
+    data = load_run_data(config, download)
+    model = make_estimator(config.method, dict(config.params))
+    if hasattr(model, "check_params"):
+        model.check_params(data)
+    run_dir = prepare_run_dir(run_dir, config, overwrite=overwrite, resume=resume)
+
+    def write_history(_record: dict[str, Any]) -> None:
+        lines = "".join(json.dumps(r) + "\n" for r in model.history_)
+        atomic_write_text(run_dir / "history.jsonl", lines)
+
+    model.fit(
+        data, checkpoint=run_dir / "checkpoint.pt", checkpoint_every=checkpoint_every, resume=resume,
+        callback=write_history,
+    )
+    model.save(run_dir / "model.pt")
+    metrics = None
+    if data.labels is not None:
+        metrics = _metrics_for(model, data, model.labels_)
+        atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+    if picture and getattr(model, "hierarchy_", None) is not None:
+        from hiclust.report import plot_tree
+
+        plot_tree(model, data, out=run_dir / "tree.png")
+    return model, metrics
+
+
+def evaluate_run(run_dir: str | Path, device: str = "auto") -> dict[str, Any]:
+    """Predicts the run's dataset with its model; metrics overall and per tree level."""
+    from hiclust.checkpoint import atomic_write_text
+
+    model, config = load_run_model(run_dir, device)
+    data = load_run_data(config)
+    if data.labels is None:
+        raise ValueError(f"the dataset {config.dataset!r} has no labels; evaluation needs ground-truth classes")
+    pred = model.predict(data)
+    result: dict[str, Any] = {"dataset": config.dataset, "split": config.split, "n_samples": len(data)}
+    result["metrics"] = _metrics_for(model, data, pred)
+    hierarchy = getattr(model, "hierarchy_", None)
+    if hierarchy is not None:
+        from hiclust.report.evaluation import hierarchy_evaluation
+
+        result.update(hierarchy_evaluation(hierarchy, pred, data.labels.numpy(), data.class_names))
+    atomic_write_text(Path(run_dir) / "evaluation.json", json.dumps(result, indent=2))
+    return result
+
+
+def _print_metrics(metrics: dict[str, float], prefix: str = "") -> None:
+    order = ["nmi", "acc", "ari", "dp", "leaf_purity"]
+    shown = [f"{k.upper() if k != 'leaf_purity' else 'leaf purity'}={metrics[k]:.4f}" for k in order if k in metrics]
+    print(prefix + "  ".join(shown))
+
+
+def _add_param_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("estimator parameters (override the config)")
+    for flag, (param, typ) in PARAM_FLAGS.items():
+        g.add_argument(flag, dest=f"param_{param}", type=typ, default=None, help=f"'{param}'")
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import time
+
+    from hiclust.runs import RunConfig, load_config_file
+
+    preset = load_config_file("digits")
+    params = dict(preset["params"])
+    if args.epochs is not None:
+        params["epochs"] = args.epochs
+    params["device"] = args.device
+    config = RunConfig(method=preset["method"], dataset=preset["dataset"], split=preset.get("split", "all"), params=params)
+    print(f"hiclust demo: CoHiClust on scikit-learn digits (1,797 images 8x8, 10 classes), {params['epochs']} epochs -> {args.out}")
+    started = time.perf_counter()
+    _, metrics = run_training(args.out, config, overwrite=True)
+    _print_metrics(metrics, prefix=f"done in {time.perf_counter() - started:.0f} s: ")
+    print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'tree.png'}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from hiclust.runs import RunConfig, load_config_file, read_run_config
+
+    if args.resume:
+        config = read_run_config(args.resume)
+        out = args.resume
+        overrides = {p: v for k, v in vars(args).items() if k.startswith("param_") and v is not None for p in [k[6:]]}
+        config.params.update(overrides)  # e.g. more --epochs; changed identity is refused by the checkpoint
+    else:
+        base: dict[str, Any] = load_config_file(args.config) if args.config else {}
+        method = args.method or base.get("method", "cohiclust")
+        dataset = args.dataset or base.get("dataset")
+        if not dataset:
+            raise SystemExit("hiclust train: give --dataset NAME (or a --config that names one)")
+        if not args.out:
+            raise SystemExit("hiclust train: give --out RUN_DIR (or --resume RUN_DIR)")
+        params = dict(base.get("params", {}))
+        params.update({k[6:]: v for k, v in vars(args).items() if k.startswith("param_") and v is not None})
+        config = RunConfig(
+            method=method, dataset=dataset, split=args.split or base.get("split", "all"),
+            root=args.root or base.get("root"), params=params,
+            image_size=args.image_size if args.image_size is not None else base.get("image_size"), strict=args.strict,
+        )
+        out = args.out
+    _, metrics = run_training(
+        out, config, resume=bool(args.resume), overwrite=args.overwrite, download=args.download,
+        checkpoint_every=args.checkpoint_every,
+    )
+    if metrics:
+        _print_metrics(metrics)
+    print(f"run directory: {out}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from hiclust.report.evaluation import format_evaluation
+
+    result = evaluate_run(args.run_dir, args.device)
+    print(format_evaluation(result))
+    print(f"wrote {Path(args.run_dir) / 'evaluation.json'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hiclust", description="Contrastive hierarchical clustering and its baselines.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="train CoHiClust on scikit-learn's digits on the CPU; writes metrics and a tree picture")
+    p.add_argument("--out", default="runs/demo", help="run directory (default runs/demo; replaced if it exists)")
+    p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs (150)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("train", help="train a method on a dataset into a run directory")
+    p.add_argument("--dataset", help="digits, mnist5k, mnist, fashion_mnist, cifar10, cifar100_20, stl10, folder:PATH, npy:PATH")
+    p.add_argument("--root", help="directory holding the dataset files (default ~/.cache/hiclust/datasets or $HICLUST_DATA)")
+    p.add_argument("--split", default=None, help="train, test or all (default all: train+test, the usual clustering protocol)")
+    p.add_argument("--download", action="store_true", help="download missing dataset files (torchvision datasets)")
+    p.add_argument("--out", help="run directory to create")
+    p.add_argument("--config", help="YAML preset: a path or a bundled name (digits, mnist, fashion_mnist, cifar10, ...)")
+    p.add_argument("--method", default=None, help="cohiclust (default) or another registered method")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    p.add_argument("--checkpoint-every", type=int, default=10, help="epochs between checkpoints (default 10)")
+    p.add_argument("--image-size", type=int, default=None, help="resize every image to this size on load (image folders of mixed sizes)")
+    p.add_argument("--strict", action="store_true", help="fail on unreadable image files instead of skipping them")
+    _add_param_flags(p)
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="metrics of a run overall and per tree level; writes evaluation.json")
+    p.add_argument("run_dir")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_cmd_evaluate)
+
+    for module in EXTENSIONS:
+        importlib.import_module(module).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, RuntimeError, TypeError) as exc:
+        # Known user errors: one clear line instead of a traceback (HICLUST_DEBUG=1 shows it).
+        import os
+
+        if os.environ.get("HICLUST_DEBUG"):
+            raise
+        print(f"hiclust {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

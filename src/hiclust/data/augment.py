@@ -1,0 +1,582 @@
+"""Batched image augmentation on the batch's own device, with per-sample random parameters.
+
+Contrastive methods need two random views of every image in every step. Running torchvision's
+per-image PIL transforms in DataLoader workers would make the CPU the bottleneck; here the whole
+batch is transformed at once with tensor ops, on the GPU when the batch is there, with no Python
+loop over samples:
+
+* crop + resize + horizontal flip (+ optional rotation/translation) are ONE per-sample affine map,
+  applied with :func:`torch.nn.functional.affine_grid` + ``grid_sample`` (bilinear);
+* colour jitter (brightness, contrast, saturation, hue) uses per-sample factors and the same
+  formulas as torchvision's ``ColorJitter``; the four ops are applied in a per-sample random order
+  (as torchvision does per image) unless ``jitter_random_order=False`` (fixed order b, c, s, h);
+* random grayscale is a per-sample ``torch.where``;
+* Gaussian blur uses per-sample separable kernels in a grouped ``conv2d`` (reflect padding).
+
+For 1-channel input only brightness and contrast are applied (saturation, hue and grayscale are
+meaningless there). Order of the stages: geometry → colour jitter → grayscale → blur (SimCLR's).
+
+Presets live in one place, :func:`augmentation_preset`; :data:`DATASET_AUGMENTATION` and
+:func:`preset_for_dataset` pick one per dataset.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "BatchAugment",
+    "to_float",
+    "augmentation_preset",
+    "available_presets",
+    "preset_for_dataset",
+    "preset_name_for_dataset",
+    "DATASET_AUGMENTATION",
+    "rgb_to_hsv",
+    "hsv_to_rgb",
+    "rgb_to_grayscale",
+    "adjust_brightness",
+    "adjust_contrast",
+    "adjust_saturation",
+    "adjust_hue",
+    "gaussian_blur",
+]
+
+# ITU-R 601 luma weights, the ones torchvision uses for rgb_to_grayscale.
+_GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
+
+
+# --------------------------------------------------------------------------------------------
+# Input conversion
+# --------------------------------------------------------------------------------------------
+
+
+def _check_batch(x: torch.Tensor, what: str) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{what}: expected a torch.Tensor batch (B, C, H, W), got {type(x).__name__}")
+    if x.ndim != 4:
+        raise ValueError(f"{what}: expected a batch of shape (B, C, H, W), got {tuple(x.shape)}")
+    if x.shape[1] not in (1, 3):
+        raise ValueError(f"{what}: expected 1 or 3 channels (B, C, H, W), got shape {tuple(x.shape)}; channels-last input must be permuted")
+    if not (x.dtype == torch.uint8 or x.dtype.is_floating_point):
+        raise TypeError(f"{what}: expected uint8 (0-255) or float (0-1) images, got {x.dtype}")
+
+
+def _as_float(x: torch.Tensor) -> torch.Tensor:
+    # uint8 → [0, 1]; float input is taken to be in [0, 1] already (not checked: that would force a
+    # device sync per batch).
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+
+
+def to_float(images: torch.Tensor, size: int | None = None) -> torch.Tensor:
+    """Deterministic evaluation transform: uint8/float ``(B, C, H, W)`` → float32 in [0, 1].
+
+    If ``size`` is given and differs from ``(H, W)`` the batch is resized to ``size × size`` with
+    antialiased bilinear interpolation (non-square images are stretched). Stays on the input's device.
+    """
+    _check_batch(images, "to_float")
+    x = _as_float(images)
+    if size is not None:
+        if not isinstance(size, int) or size < 1:
+            raise ValueError(f"to_float: size must be a positive int or None, got {size!r}")
+        if tuple(x.shape[-2:]) != (size, size):
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True).clamp_(0.0, 1.0)
+    return x
+
+
+# --------------------------------------------------------------------------------------------
+# Batched colour ops (per-sample factors of shape (B,))
+# --------------------------------------------------------------------------------------------
+
+
+def _per_sample(f: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
+    f = torch.as_tensor(f, dtype=x.dtype, device=x.device)
+    return f.reshape(-1, 1, 1, 1) if f.ndim else f
+
+
+def rgb_to_grayscale(x: torch.Tensor) -> torch.Tensor:
+    """``(B, 3, H, W)`` → ``(B, 1, H, W)`` luma (torchvision's weights)."""
+    r, g, b = x.unbind(1)
+    return (_GRAY_WEIGHTS[0] * r + _GRAY_WEIGHTS[1] * g + _GRAY_WEIGHTS[2] * b).unsqueeze(1)
+
+
+def adjust_brightness(x: torch.Tensor, factor: torch.Tensor | float) -> torch.Tensor:
+    """Multiply by ``factor`` (per sample, shape (B,) or scalar) and clip to [0, 1]."""
+    return (x * _per_sample(factor, x)).clamp(0.0, 1.0)
+
+
+def adjust_contrast(x: torch.Tensor, factor: torch.Tensor | float) -> torch.Tensor:
+    """Blend with the per-image mean gray level: ``f·x + (1 − f)·mean``, clipped (torchvision's formula)."""
+    gray = rgb_to_grayscale(x) if x.shape[1] == 3 else x
+    mean = gray.mean(dim=(1, 2, 3), keepdim=True)
+    f = _per_sample(factor, x)
+    return (f * x + (1.0 - f) * mean).clamp(0.0, 1.0)
+
+
+def adjust_saturation(x: torch.Tensor, factor: torch.Tensor | float) -> torch.Tensor:
+    """Blend each RGB pixel with its gray value: ``f·x + (1 − f)·gray``, clipped."""
+    f = _per_sample(factor, x)
+    return (f * x + (1.0 - f) * rgb_to_grayscale(x)).clamp(0.0, 1.0)
+
+
+def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
+    """RGB ``(B, 3, H, W)`` in [0, 1] → HSV with h, s, v in [0, 1] (h = 0 for gray pixels)."""
+    r, g, b = x.unbind(1)
+    maxc, _ = x.max(dim=1)
+    minc, _ = x.min(dim=1)
+    delta = maxc - minc
+    s = delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc))
+    safe = torch.where(delta > 0, delta, torch.ones_like(delta))
+    rc, gc, bc = (maxc - r) / safe, (maxc - g) / safe, (maxc - b) / safe
+    # Hue sector by which channel is the maximum (red wins ties, then green), as in colorsys.
+    h = torch.where(maxc == r, bc - gc, torch.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc))
+    h = torch.where(delta > 0, torch.remainder(h / 6.0, 1.0), torch.zeros_like(h))
+    return torch.stack((h, s, maxc), dim=1)
+
+
+def hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
+    """HSV ``(B, 3, H, W)`` → RGB, via the closed form c_n = v − v·s·clip(min(k, 4 − k), 0, 1),
+    k = (n + 6h) mod 6 with n = 5, 3, 1 for R, G, B (no per-sector branching)."""
+    h, s, v = x.unbind(1)
+    n = torch.tensor((5.0, 3.0, 1.0), dtype=x.dtype, device=x.device).reshape(1, 3, 1, 1)
+    k = torch.remainder(n + 6.0 * h.unsqueeze(1), 6.0)
+    ramp = torch.minimum(k, 4.0 - k).clamp(0.0, 1.0)
+    return v.unsqueeze(1) - (v * s).unsqueeze(1) * ramp
+
+
+def adjust_hue(x: torch.Tensor, shift: torch.Tensor | float) -> torch.Tensor:
+    """Rotate the hue by ``shift`` (fraction of a full turn, per sample in [−0.5, 0.5])."""
+    hsv = rgb_to_hsv(x)
+    h = torch.remainder(hsv[:, :1] + _per_sample(shift, x), 1.0)
+    return hsv_to_rgb(torch.cat((h, hsv[:, 1:]), dim=1)).clamp(0.0, 1.0)
+
+
+def _gaussian_kernels(sigma: torch.Tensor, kernel_size: int) -> torch.Tensor:
+    """``(B,)`` sigmas → ``(B, k)`` normalized 1-D Gaussian kernels."""
+    half = (kernel_size - 1) / 2.0
+    xs = torch.linspace(-half, half, kernel_size, dtype=sigma.dtype, device=sigma.device)
+    k = torch.exp(-0.5 * (xs[None, :] / sigma[:, None]) ** 2)
+    return k / k.sum(dim=1, keepdim=True)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor | float, kernel_size: int) -> torch.Tensor:
+    """Per-sample Gaussian blur with reflect padding (torchvision's convention).
+
+    Args:
+        x: float ``(B, C, H, W)``.
+        sigma: ``(B,)`` or scalar standard deviations in pixels.
+        kernel_size: odd kernel width; must be < 2·min(H, W) for reflect padding.
+    """
+    b, c, h, w = x.shape
+    if kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"gaussian_blur: kernel_size must be odd and positive, got {kernel_size}")
+    pad = kernel_size // 2
+    if pad >= min(h, w):
+        raise ValueError(f"gaussian_blur: kernel_size {kernel_size} too large for {h}x{w} images (need kernel_size < {2 * min(h, w)})")
+    sig = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
+    sig = sig.expand(b) if sig.ndim == 0 else sig.reshape(b)
+    return _blur_with_kernels(x, _gaussian_kernels(sig, kernel_size))
+
+
+def _blur_with_kernels(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+    """Separable blur with one 1-D kernel per sample: grouped conv over the B·C channel planes."""
+    b, c, h, w = x.shape
+    k = kernels.shape[1]
+    pad = k // 2
+    weight = kernels.repeat_interleave(c, dim=0)  # (B·C, k): each sample's kernel for each of its channels
+    y = x.reshape(1, b * c, h, w)
+    y = F.conv2d(F.pad(y, (pad, pad, 0, 0), mode="reflect"), weight.reshape(b * c, 1, 1, k), groups=b * c)
+    y = F.conv2d(F.pad(y, (0, 0, pad, pad), mode="reflect"), weight.reshape(b * c, 1, k, 1), groups=b * c)
+    return y.reshape(b, c, h, w)
+
+
+# --------------------------------------------------------------------------------------------
+# The augmentation module
+# --------------------------------------------------------------------------------------------
+
+
+def _pair(v: float | Sequence[float], name: str, symmetric: bool = False) -> tuple[float, float]:
+    if isinstance(v, (int, float)):
+        return (-float(v), float(v)) if symmetric else (float(v), float(v))
+    t = tuple(float(a) for a in v)
+    if len(t) != 2 or t[0] > t[1]:
+        raise ValueError(f"{name} must be a number or a (min, max) pair with min ≤ max, got {v!r}")
+    return t  # type: ignore[return-value]
+
+
+def _prob(p: float, name: str) -> float:
+    p = float(p)
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"{name} must be a probability in [0, 1], got {p}")
+    return p
+
+
+class BatchAugment(torch.nn.Module):
+    """SimCLR-style random augmentation of a whole batch with per-sample parameters.
+
+    Args:
+        size: output side ``S``; output is ``(B, C, S, S)``.
+        crop_scale: range of the crop area as a fraction of the input area (RandomResizedCrop).
+        crop_ratio: range of the crop aspect ratio w/h (sampled log-uniformly).
+        hflip_p: probability of a horizontal flip.
+        jitter: ``(brightness, contrast, saturation, hue)`` strengths as in torchvision's ColorJitter:
+            factors ~ U[max(0, 1 − v), 1 + v], hue shift ~ U[−hue, hue] (hue ≤ 0.5).
+        jitter_p: probability that a sample gets colour jitter.
+        jitter_random_order: apply the four jitter ops in a per-sample random order (torchvision's
+            behaviour) instead of the fixed order brightness, contrast, saturation, hue. The random order
+            costs up to 4× the (cheap) colour work because every op is evaluated at each of 4 positions.
+        grayscale_p: probability of converting a sample to gray (kept 3-channel).
+        blur_p: probability of a Gaussian blur.
+        blur_sigma: range of the blur's sigma in output pixels.
+        blur_kernel_size: odd kernel width; ``None`` → about 10% of ``size`` (at least 3).
+        rotation: degrees; a number d means U[−d, d], or a ``(min, max)`` pair.
+        translate: maximal shift as a fraction of the crop's width/height: a number or ``(tx, ty)``.
+        padding_mode: ``grid_sample`` padding for points outside the image ("border" avoids dark seams
+            when upsampling crops that touch the edge; "zeros" fills black).
+        generator: default ``torch.Generator`` for the random parameters (reproducibility); parameters
+            are drawn on the generator's device (CPU by default) and moved to the batch's device.
+
+    ``forward(x, generator=None)``: uint8 (0–255) or float (0–1) ``(B, C, H, W)``, C in {1, 3}, on any
+    device → float32 ``(B, C, S, S)`` in [0, 1] on the same device.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        crop_scale: tuple[float, float] = (0.08, 1.0),
+        crop_ratio: tuple[float, float] = (3 / 4, 4 / 3),
+        hflip_p: float = 0.5,
+        jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1),
+        jitter_p: float = 0.8,
+        jitter_random_order: bool = True,
+        grayscale_p: float = 0.2,
+        blur_p: float = 0.0,
+        blur_sigma: tuple[float, float] = (0.1, 2.0),
+        blur_kernel_size: int | None = None,
+        rotation: float | tuple[float, float] = 0.0,
+        translate: float | tuple[float, float] = 0.0,
+        padding_mode: str = "border",
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(size, int) or size < 1:
+            raise ValueError(f"size must be a positive int, got {size!r}")
+        self.size = size
+        self.crop_scale = _pair(crop_scale, "crop_scale")
+        if not 0.0 < self.crop_scale[0] <= self.crop_scale[1] <= 1.0:
+            raise ValueError(f"crop_scale must satisfy 0 < min ≤ max ≤ 1, got {crop_scale!r}")
+        self.crop_ratio = _pair(crop_ratio, "crop_ratio")
+        if self.crop_ratio[0] <= 0:
+            raise ValueError(f"crop_ratio must be positive, got {crop_ratio!r}")
+        self.hflip_p = _prob(hflip_p, "hflip_p")
+        jitter = tuple(float(v) for v in jitter)
+        if len(jitter) != 4 or min(jitter) < 0:
+            raise ValueError(f"jitter must be 4 non-negative numbers (brightness, contrast, saturation, hue), got {jitter!r}")
+        if jitter[3] > 0.5:
+            raise ValueError(f"hue jitter must be ≤ 0.5 (a half turn), got {jitter[3]}")
+        self.jitter: tuple[float, float, float, float] = jitter  # type: ignore[assignment]
+        self.jitter_p = _prob(jitter_p, "jitter_p")
+        self.jitter_random_order = bool(jitter_random_order)
+        self.grayscale_p = _prob(grayscale_p, "grayscale_p")
+        self.blur_p = _prob(blur_p, "blur_p")
+        self.blur_sigma = _pair(blur_sigma, "blur_sigma")
+        if self.blur_sigma[0] <= 0:
+            raise ValueError(f"blur_sigma must be positive, got {blur_sigma!r}")
+        k = blur_kernel_size if blur_kernel_size is not None else max(3, int(0.1 * size) // 2 * 2 + 1)
+        if not isinstance(k, int) or k < 1 or k % 2 == 0:
+            raise ValueError(f"blur_kernel_size must be an odd positive int, got {blur_kernel_size!r}")
+        if self.blur_p > 0 and k // 2 >= size:
+            raise ValueError(f"blur_kernel_size {k} is too large for output size {size} (need < {2 * size})")
+        self.blur_kernel_size = k
+        self.rotation = _pair(rotation, "rotation", symmetric=True)
+        tr = _pair(translate, "translate") if not isinstance(translate, (int, float)) else (float(translate),) * 2
+        if min(tr) < 0 or max(tr) > 1:
+            raise ValueError(f"translate must be fractions in [0, 1], got {translate!r}")
+        self.translate: tuple[float, float] = tr  # type: ignore[assignment]
+        if padding_mode not in ("zeros", "border", "reflection"):
+            raise ValueError(f"padding_mode must be 'zeros', 'border' or 'reflection', got {padding_mode!r}")
+        self.padding_mode = padding_mode
+        self.generator = generator
+
+    def extra_repr(self) -> str:
+        return (
+            f"size={self.size}, crop_scale={self.crop_scale}, crop_ratio={tuple(round(r, 4) for r in self.crop_ratio)}, "
+            f"hflip_p={self.hflip_p}, jitter={self.jitter}, jitter_p={self.jitter_p}, grayscale_p={self.grayscale_p}, "
+            f"blur_p={self.blur_p}, blur_sigma={self.blur_sigma}, blur_kernel_size={self.blur_kernel_size}, "
+            f"rotation={self.rotation}, translate={self.translate}"
+        )
+
+    # -- random parameters ------------------------------------------------------------------
+
+    def _crop_boxes(self, b: int, h: int, w: int, rand: Callable[..., torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """RandomResizedCrop boxes, vectorized: 10 candidate boxes per sample, the first that fits wins,
+        else torchvision's fallback (the whole image, clipped to the ratio range). Returns crop width,
+        height and centre (x, y) in input pixels, each (B,)."""
+        tries = 10
+        area = float(h * w)
+        s = self.crop_scale[0] + (self.crop_scale[1] - self.crop_scale[0]) * rand(b, tries)
+        lo, hi = math.log(self.crop_ratio[0]), math.log(self.crop_ratio[1])
+        r = torch.exp(lo + (hi - lo) * rand(b, tries))
+        cw = torch.sqrt(area * s * r)
+        ch = torch.sqrt(area * s / r)
+        ok = (cw <= w) & (ch <= h)
+        first = ok.to(torch.uint8).argmax(dim=1, keepdim=True)  # index of the first fitting candidate
+        cw = cw.gather(1, first).squeeze(1)
+        ch = ch.gather(1, first).squeeze(1)
+        in_ratio = w / h
+        if in_ratio < self.crop_ratio[0]:
+            fw, fh = float(w), w / self.crop_ratio[0]
+        elif in_ratio > self.crop_ratio[1]:
+            fw, fh = h * self.crop_ratio[1], float(h)
+        else:
+            fw, fh = float(w), float(h)
+        any_ok = ok.any(dim=1)
+        cw = torch.where(any_ok, cw, torch.full_like(cw, fw))
+        ch = torch.where(any_ok, ch, torch.full_like(ch, fh))
+        u = rand(b, 2)
+        cx = (w - cw) * u[:, 0] + cw / 2  # left edge ~ U[0, w − cw]
+        cy = (h - ch) * u[:, 1] + ch / 2
+        return cw, ch, cx, cy
+
+    def _theta(self, b: int, h: int, w: int, rand: Callable[..., torch.Tensor]) -> torch.Tensor:
+        """Per-sample (B, 2, 3) affine maps from output to input normalized coordinates (align_corners=False).
+
+        An output point (u, v) ∈ [−1, 1]² maps to the input pixel position
+        centre + R(angle) · (flip·u·cw/2, v·ch/2), then to normalized coordinates 2·p/size − 1.
+        """
+        cw, ch, cx, cy = self._crop_boxes(b, h, w, rand)
+        flip = torch.where(rand(b) < self.hflip_p, -1.0, 1.0)
+        ang = torch.deg2rad(self.rotation[0] + (self.rotation[1] - self.rotation[0]) * rand(b))
+        t = 2.0 * rand(b, 2) - 1.0
+        cx = cx + t[:, 0] * self.translate[0] * cw
+        cy = cy + t[:, 1] * self.translate[1] * ch
+        cos, sin = torch.cos(ang), torch.sin(ang)
+        theta = torch.stack(
+            (
+                torch.stack((flip * cos * cw / w, -sin * ch / w, 2.0 * cx / w - 1.0), dim=1),
+                torch.stack((flip * sin * cw / h, cos * ch / h, 2.0 * cy / h - 1.0), dim=1),
+            ),
+            dim=1,
+        )
+        return theta
+
+    # -- forward ----------------------------------------------------------------------------
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        _check_batch(x, "BatchAugment")
+        gen = generator if generator is not None else self.generator
+        pdev = gen.device if gen is not None else torch.device("cpu")
+
+        def rand(*shape: int) -> torch.Tensor:
+            return torch.rand(*shape, generator=gen, device=pdev, dtype=torch.float32)
+
+        b, c, h, w = x.shape
+        dev = x.device
+        x = _as_float(x)
+
+        # Geometry: one affine grid for crop + resize + flip (+ rotation, translation).
+        theta = self._theta(b, h, w, rand).to(dev)
+        grid = F.affine_grid(theta, [b, c, self.size, self.size], align_corners=False)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode=self.padding_mode, align_corners=False)
+
+        x = self._color_jitter(x, rand)
+
+        if c == 3 and self.grayscale_p > 0:
+            gmask = (rand(b) < self.grayscale_p).to(dev).reshape(b, 1, 1, 1)
+            x = torch.where(gmask, rgb_to_grayscale(x).expand(-1, 3, -1, -1), x)
+
+        if self.blur_p > 0:
+            sig = self.blur_sigma[0] + (self.blur_sigma[1] - self.blur_sigma[0]) * rand(b)
+            kernels = _gaussian_kernels(sig, self.blur_kernel_size)
+            delta = torch.zeros_like(kernels)
+            delta[:, self.blur_kernel_size // 2] = 1.0  # unblurred samples get an identity kernel
+            kernels = torch.where((rand(b) < self.blur_p)[:, None], kernels, delta)
+            x = _blur_with_kernels(x, kernels.to(dev))
+
+        return x.clamp_(0.0, 1.0)
+
+    def _color_jitter(self, x: torch.Tensor, rand: Callable[..., torch.Tensor]) -> torch.Tensor:
+        b, c = x.shape[:2]
+        bri, con, sat, hue = self.jitter
+        if c == 1:
+            sat, hue = 0.0, 0.0  # only brightness/contrast make sense for gray images
+        if self.jitter_p == 0 or (bri == con == sat == hue == 0):
+            return x
+        dev = x.device
+        apply = rand(b) < self.jitter_p
+
+        def factors(v: float) -> torch.Tensor:
+            lo, hi = max(0.0, 1.0 - v), 1.0 + v
+            return (lo + (hi - lo) * rand(b)).to(dev)
+
+        ops: list[tuple[int, Callable[[torch.Tensor], torch.Tensor]]] = []
+        if bri > 0:
+            fb = factors(bri)
+            ops.append((0, lambda y: adjust_brightness(y, fb)))
+        if con > 0:
+            fc = factors(con)
+            ops.append((1, lambda y: adjust_contrast(y, fc)))
+        if sat > 0:
+            fs = factors(sat)
+            ops.append((2, lambda y: adjust_saturation(y, fs)))
+        if hue > 0:
+            fh = ((2.0 * rand(b) - 1.0) * hue).to(dev)
+            ops.append((3, lambda y: adjust_hue(y, fh)))
+
+        if not self.jitter_random_order:
+            mask = apply.to(dev).reshape(b, 1, 1, 1)
+            for _, op in ops:
+                x = torch.where(mask, op(x), x)
+            return x
+        # Per-sample random permutation of the 4 op slots; at step k a sample receives the op its
+        # permutation puts there. Each op is evaluated on the whole batch and selected with where().
+        order = torch.argsort(rand(b, 4), dim=1)
+        for k in range(4):
+            slot = order[:, k]
+            for idx, op in ops:
+                sel = ((slot == idx) & apply).to(dev).reshape(b, 1, 1, 1)
+                x = torch.where(sel, op(x), x)
+        return x
+
+
+# --------------------------------------------------------------------------------------------
+# Presets (the only place where recipes are written down)
+# --------------------------------------------------------------------------------------------
+
+
+def _simclr(size: int, channels: int, blur: bool) -> dict[str, Any]:
+    color = channels == 3
+    return dict(
+        crop_scale=(0.08, 1.0),
+        hflip_p=0.5,
+        jitter=(0.4, 0.4, 0.4 if color else 0.0, 0.1 if color else 0.0),
+        jitter_p=0.8,
+        grayscale_p=0.2 if color else 0.0,
+        blur_p=0.5 if blur and size >= 96 else 0.0,
+    )
+
+
+def _cc(size: int, channels: int, s: float | None) -> dict[str, Any]:
+    color = channels == 3
+    s = (0.5 if size <= 32 else 1.0) if s is None else float(s)
+    return dict(
+        crop_scale=(0.08, 1.0),
+        hflip_p=0.5,
+        jitter=(0.8 * s, 0.8 * s, 0.8 * s if color else 0.0, min(0.2 * s, 0.5) if color else 0.0),
+        jitter_p=0.8,
+        grayscale_p=0.2 if color else 0.0,
+        blur_p=0.5 if size >= 224 else 0.0,
+        blur_kernel_size=23,
+    )
+
+
+def _digits(size: int, channels: int) -> dict[str, Any]:
+    # Handwritten digits: no flips (a mirrored glyph is not a digit), mild crops,
+    # small rotations/shifts, brightness/contrast only; black padding for rotated-in corners.
+    return dict(
+        crop_scale=(0.6, 1.0),
+        crop_ratio=(0.8, 1.25),
+        hflip_p=0.0,
+        rotation=15.0,
+        translate=0.1,
+        jitter=(0.4, 0.4, 0.0, 0.0),
+        jitter_p=0.8,
+        grayscale_p=0.0,
+        blur_p=0.0,
+        padding_mode="zeros",
+    )
+
+
+def _fashion(size: int, channels: int) -> dict[str, Any]:
+    # Centred clothing items on black: moderate crops (small crops lose the garment's shape), mirror-symmetric
+    # classes so flips are safe, brightness/contrast only (Fashion-MNIST is gray).
+    color = channels == 3
+    return dict(
+        crop_scale=(0.4, 1.0),
+        hflip_p=0.5,
+        jitter=(0.4, 0.4, 0.4 if color else 0.0, 0.1 if color else 0.0),
+        jitter_p=0.8,
+        grayscale_p=0.2 if color else 0.0,
+        blur_p=0.0,
+        padding_mode="zeros",
+    )
+
+
+_PRESETS: dict[str, Callable[..., dict[str, Any]]] = {
+    # CoHiClust reference recipe (SPEC §1.6): RandomResizedCrop(0.08–1), flip .5, ColorJitter(.4,.4,.4,.1) p .8,
+    # grayscale .2, and no blur at any size.
+    "simclr": lambda size, ch, s: _simclr(size, ch, blur=False),
+    # SimCLR paper variant: as "simclr" plus Gaussian blur p .5 for images ≥ 96 px (kernel ≈ 10% of the size).
+    "simclr_blur": lambda size, ch, s: _simclr(size, ch, blur=True),
+    # CC reference (SPEC §2): jitter 0.8s/0.2s with s = 0.5 for CIFAR-sized (≤ 32 px) input unless given,
+    # blur kernel 23 p .5 only at ≥ 224 px.
+    "cc": _cc,
+    "digits": lambda size, ch, s: _digits(size, ch),
+    "fashion": lambda size, ch, s: _fashion(size, ch),
+}
+
+DATASET_AUGMENTATION: dict[str, str] = {
+    "digits": "digits",
+    "mnist5k": "digits",
+    "mnist": "digits",
+    "fashion_mnist": "fashion",
+    "cifar10": "simclr",
+    "cifar100_20": "simclr",
+    "stl10": "simclr",
+    "imagenet10": "simclr",
+    "imagenet_dogs": "simclr",
+}
+
+
+def available_presets() -> list[str]:
+    return sorted(_PRESETS)
+
+
+def augmentation_preset(
+    name: str,
+    image_size: int,
+    channels: int,
+    *,
+    jitter_strength: float | None = None,
+    generator: torch.Generator | None = None,
+    **overrides: Any,
+) -> BatchAugment:
+    """Build a named augmentation recipe.
+
+    Args:
+        name: one of :func:`available_presets` — ``"simclr"`` (CoHiClust reference), ``"simclr_blur"``,
+            ``"cc"`` (Contrastive Clustering reference), ``"digits"``, ``"fashion"``.
+        image_size: output side ``S`` (the crop size the network sees).
+        channels: 1 or 3; colour-only ops are switched off for 1 channel.
+        jitter_strength: the ``s`` of the CC recipe (default 0.5 for ≤ 32 px, else 1); only for ``"cc"``.
+        generator: optional ``torch.Generator`` for reproducible parameters.
+        **overrides: any :class:`BatchAugment` argument, replacing the preset's value.
+    """
+    if name not in _PRESETS:
+        raise ValueError(f"unknown augmentation preset {name!r}; choose one of {', '.join(available_presets())}")
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+    if jitter_strength is not None and name != "cc":
+        raise ValueError(f"jitter_strength is a parameter of the 'cc' preset only, not {name!r}; override jitter=... instead")
+    params = _PRESETS[name](image_size, channels, jitter_strength)
+    params.update(overrides)
+    return BatchAugment(image_size, generator=generator, **params)
+
+
+def preset_name_for_dataset(dataset_name: str, image_size: int, channels: int) -> str:
+    """Preset name for a dataset: from :data:`DATASET_AUGMENTATION`, else by image properties
+    (1 channel and ≤ 32 px → ``"digits"``, anything else → ``"simclr"``)."""
+    key = dataset_name.strip().lower().replace("-", "_")
+    if key in DATASET_AUGMENTATION:
+        return DATASET_AUGMENTATION[key]
+    return "digits" if channels == 1 and image_size <= 32 else "simclr"
+
+
+def preset_for_dataset(dataset_name: str, image_size: int, channels: int, **kwargs: Any) -> BatchAugment:
+    """:func:`augmentation_preset` with the preset chosen by :func:`preset_name_for_dataset`."""
+    return augmentation_preset(preset_name_for_dataset(dataset_name, image_size, channels), image_size, channels, **kwargs)

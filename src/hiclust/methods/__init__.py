@@ -1,0 +1,27 @@
+"""Clustering methods. ``METHODS`` maps the names used by the CLI and configs to estimators."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hiclust.methods.cohiclust import CoHiClust, CoHiClustNet
+
+__all__ = ["CoHiClust", "CoHiClustNet", "METHODS", "make_estimator", "register_method"]
+
+METHODS: dict[str, type] = {"cohiclust": CoHiClust}
+
+
+def register_method(name: str, cls: type) -> None:
+    METHODS[name] = cls
+
+
+def make_estimator(method: str, params: dict[str, Any]) -> Any:
+    """Builds ``METHODS[method](**params)`` with a clear error for unknown names or parameters."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(sorted(METHODS))}")
+    cls = METHODS[method]
+    valid = set(cls().get_params())
+    unknown = sorted(set(params) - valid)
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no parameter(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}")
+    return cls(**params)

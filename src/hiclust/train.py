@@ -1,0 +1,112 @@
+"""The one training loop every deep method uses.
+
+Data that fits in memory stays a uint8 (or float feature) tensor on the training device; each
+epoch draws a permutation, slices mini-batches, and hands each batch to the method's ``step``,
+which augments (batched, on the device) and returns its loss terms. The loop owns the optimizer
+step, the non-finite check, progress display, per-epoch averaging and the epoch-end hooks
+(pruning, checkpoints).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+__all__ = ["NonFiniteLossError", "train_loop", "resolve_device"]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss term became NaN or ±inf; raised before the optimizer step, so the parameters and
+    the last checkpoint stay as they were."""
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """"auto" → CUDA when available, else CPU; anything else is passed to torch.device."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N' ({exc})") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was requested but CUDA is not available; use device='auto' or 'cpu'")
+    return resolved
+
+
+StepFn = Callable[[torch.Tensor, int], dict[str, torch.Tensor]]
+EpochHook = Callable[[int, dict[str, float]], None]
+
+
+def train_loop(
+    model: nn.Module,
+    step: StepFn,
+    data: torch.Tensor,
+    *,
+    optimizer: torch.optim.Optimizer,
+    epochs: int,
+    batch_size: int,
+    shuffle_generator: torch.Generator,
+    start_epoch: int = 0,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    on_epoch_end: EpochHook | None = None,
+    progress: bool = True,
+    desc: str = "train",
+) -> None:
+    """Runs epochs ``start_epoch .. epochs−1``.
+
+    Args:
+        model: put in train mode; its parameters are what ``optimizer`` updates.
+        step: ``step(batch, epoch) -> {"loss": scalar, term: scalar, ...}``; ``batch`` is a slice
+            of ``data`` (already on the device). Every returned term is checked for finiteness.
+        data: (N, ...) tensor on the training device.
+        shuffle_generator: CPU generator for the per-epoch permutation (checkpointed by callers).
+        on_epoch_end: called with (epoch, mean of each term over the epoch's batches) after the
+            epoch, e.g. to prune leaves, log, and write a checkpoint.
+
+    Raises:
+        NonFiniteLossError: naming the epoch, batch, global step and the term that went
+            non-finite.
+    """
+    n = data.shape[0]
+    n_batches = n // batch_size  # drop_last: contrastive losses and BatchNorm want full batches
+    if n_batches == 0:
+        raise ValueError(f"batch_size={batch_size} is larger than the dataset ({n} samples); lower batch_size")
+    use_bar = progress and sys.stderr.isatty()
+    for epoch in range(start_epoch, epochs):
+        model.train()
+        order = torch.randperm(n, generator=shuffle_generator).to(data.device)
+        sums: dict[str, float] = {}
+        started = time.perf_counter()
+        batches = range(n_batches)
+        if use_bar:
+            from tqdm.auto import tqdm
+
+            batches = tqdm(batches, desc=f"{desc} {epoch + 1}/{epochs}", leave=False, file=sys.stderr)
+        for b in batches:
+            terms = step(data[order[b * batch_size : (b + 1) * batch_size]], epoch)
+            values = {k: float(v.detach()) for k, v in terms.items()}
+            bad = [k for k, v in values.items() if not math.isfinite(v)]
+            if bad:
+                raise NonFiniteLossError(
+                    f"non-finite loss at epoch {epoch + 1}, batch {b + 1} (global step "
+                    f"{epoch * n_batches + b + 1}): term {bad[0]!r} = {values[bad[0]]}; all terms: {values}. "
+                    "The parameters were not updated with it; lower the learning rate or check the input data."
+                )
+            optimizer.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            optimizer.step()
+            for k, v in values.items():
+                sums[k] = sums.get(k, 0.0) + v
+        if scheduler is not None:
+            scheduler.step()
+        logs = {k: v / n_batches for k, v in sums.items()}
+        logs["seconds"] = time.perf_counter() - started
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, logs)

@@ -1,0 +1,308 @@
+"""Tests of hiclust.data.augment: batched augmentation with per-sample randomness (CPU)."""
+
+from __future__ import annotations
+
+import colorsys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision.transforms.functional as TF
+from PIL import Image
+
+from hiclust.data.augment import (
+    DATASET_AUGMENTATION,
+    BatchAugment,
+    adjust_brightness,
+    adjust_contrast,
+    adjust_hue,
+    adjust_saturation,
+    augmentation_preset,
+    available_presets,
+    gaussian_blur,
+    hsv_to_rgb,
+    preset_for_dataset,
+    preset_name_for_dataset,
+    rgb_to_grayscale,
+    rgb_to_hsv,
+    to_float,
+)
+
+# Every random op off: the geometry is the identity affine map and no colour op runs.
+NO_RANDOM = dict(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), hflip_p=0.0, jitter_p=0.0, grayscale_p=0.0, blur_p=0.0)
+
+
+def _images(b: int = 6, c: int = 3, h: int = 16, w: int = 16, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (b, c, h, w), dtype=torch.uint8, generator=g)
+
+
+def _smooth_images(b: int = 4, c: int = 3, size: int = 32) -> torch.Tensor:
+    # Smooth structured content, so that geometric changes are visible and blur tests are meaningful.
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing="ij")
+    base = torch.stack([xx, yy, (xx - yy).abs(), xx * yy])[:c]
+    imgs = base[None].repeat(b, 1, 1, 1)
+    imgs[:, :, 4:12, 6:10] = 1.0
+    return imgs
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_output_shape_dtype_range(channels: int, dtype: torch.dtype) -> None:
+    x = _images(5, channels, 20, 24)
+    if dtype.is_floating_point:
+        x = x.float() / 255
+    aug = BatchAugment(12, blur_p=0.5, blur_kernel_size=3, generator=torch.Generator().manual_seed(1))
+    y = aug(x)
+    assert y.shape == (5, channels, 12, 12)
+    assert y.dtype == torch.float32
+    assert float(y.min()) >= 0.0 and float(y.max()) <= 1.0
+    assert y.device == x.device
+
+
+def test_two_views_differ_and_samples_get_independent_parameters() -> None:
+    aug = augmentation_preset("simclr", 32, 3, generator=torch.Generator().manual_seed(0))
+    x = _smooth_images(8).clone()  # 8 identical images
+    v1, v2 = aug(x), aug(x)
+    assert (v1 - v2).abs().amax(dim=(1, 2, 3)).min() > 1e-3  # every sample differs between views
+    # identical inputs within one batch get different outputs (per-sample randomness, not per batch)
+    diffs = (v1[:, None] - v1[None]).abs().amax(dim=(2, 3, 4))
+    off_diag = diffs[~torch.eye(8, dtype=torch.bool)]
+    assert off_diag.min() > 1e-3
+
+
+def test_generator_reproducibility() -> None:
+    x = _images(6)
+    a = augmentation_preset("cc", 16, 3, generator=torch.Generator().manual_seed(123))
+    b = augmentation_preset("cc", 16, 3, generator=torch.Generator().manual_seed(123))
+    c = augmentation_preset("cc", 16, 3, generator=torch.Generator().manual_seed(124))
+    ya, yb, yc = a(x), b(x), c(x)
+    assert torch.equal(ya, yb)
+    assert not torch.allclose(ya, yc)
+    # a generator passed to forward overrides the module's one
+    assert torch.equal(a(x, generator=torch.Generator().manual_seed(5)), b(x, generator=torch.Generator().manual_seed(5)))
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_identity_when_all_randomness_disabled(channels: int) -> None:
+    x = _images(4, channels, 16, 16)
+    y = BatchAugment(16, **NO_RANDOM)(x)
+    torch.testing.assert_close(y, x.float() / 255, atol=1e-6, rtol=0)
+
+
+def test_full_crop_at_half_size_is_2x2_average() -> None:
+    # With align_corners=False each output pixel centre falls exactly between 2x2 input pixels.
+    x = torch.rand(3, 3, 16, 16)
+    y = BatchAugment(8, **NO_RANDOM)(x)
+    torch.testing.assert_close(y, F.avg_pool2d(x, 2), atol=1e-6, rtol=0)
+
+
+def test_non_square_input_full_crop_matches_interpolate() -> None:
+    # crop_scale=(1, 1): a candidate box fits only with ratio exactly 20/12, so RandomResizedCrop's fallback
+    # applies: the whole image (its ratio lies inside crop_ratio), stretched to 10x10.
+    x = torch.rand(2, 3, 12, 20)
+    y = BatchAugment(10, **dict(NO_RANDOM, crop_ratio=(0.5, 2.0)))(x)
+    ref = F.interpolate(x, size=(10, 10), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(y, ref, atol=1e-5, rtol=0)
+
+
+def test_hflip_p1_equals_torch_flip() -> None:
+    x = _images(4, 3, 16, 16)
+    y = BatchAugment(16, **dict(NO_RANDOM, hflip_p=1.0))(x)
+    torch.testing.assert_close(y, torch.flip(x.float() / 255, dims=[-1]), atol=1e-6, rtol=0)
+
+
+def test_rotation_90_equals_rot90() -> None:
+    x = torch.rand(2, 1, 8, 8)
+    y = BatchAugment(8, **dict(NO_RANDOM, rotation=(90.0, 90.0)))(x)
+    # +90° maps output (u, v) to input (−v, u): a counter-clockwise turn of the content in image coordinates
+    candidates = [torch.rot90(x, k, dims=(-2, -1)) for k in (1, 3)]
+    errs = [float((y - c).abs().max()) for c in candidates]
+    assert min(errs) < 1e-5 and max(errs) > 0.1
+
+
+def test_crop_stays_inside_and_scale_range_respected() -> None:
+    # An image whose columns encode their x coordinate: a crop of scale s has a column range ≈ sqrt(s)·W.
+    w = 64
+    x = torch.linspace(0, 1, w).reshape(1, 1, 1, w).repeat(64, 1, w, 1)
+    aug = BatchAugment(w, crop_scale=(0.25, 0.25), crop_ratio=(1.0, 1.0), hflip_p=0, jitter_p=0, grayscale_p=0,
+                       generator=torch.Generator().manual_seed(0))
+    y = aug(x)
+    span = y[:, 0, 0, -1] - y[:, 0, 0, 0]
+    expected = (0.5 * w - 1) / (w - 1)  # half the width, measured between outer pixel centres
+    torch.testing.assert_close(span, torch.full_like(span, expected), atol=0.02, rtol=0)
+    assert float(y.min()) >= 0.0 and float(y.max()) <= 1.0
+
+
+def test_grayscale_p1_gives_equal_channels() -> None:
+    x = _images(4)
+    y = BatchAugment(16, **dict(NO_RANDOM, grayscale_p=1.0))(x)
+    assert torch.allclose(y[:, 0], y[:, 1]) and torch.allclose(y[:, 1], y[:, 2])
+    torch.testing.assert_close(y[:, :1], TF.rgb_to_grayscale(x.float() / 255), atol=1e-6, rtol=0)
+
+
+def test_hsv_round_trip_and_against_colorsys() -> None:
+    x = torch.rand(4, 3, 9, 7, generator=torch.Generator().manual_seed(0))
+    x[0, :, 0, 0] = 0.5  # gray pixel
+    x[0, :, 0, 1] = 0.0  # black pixel
+    hsv = rgb_to_hsv(x)
+    torch.testing.assert_close(hsv_to_rgb(hsv), x, atol=1e-5, rtol=0)
+    flat = x.permute(0, 2, 3, 1).reshape(-1, 3).double().numpy()
+    ref = np.array([colorsys.rgb_to_hsv(*p) for p in flat])
+    got = hsv.permute(0, 2, 3, 1).reshape(-1, 3).double().numpy()
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+
+
+def test_hue_shift_zero_is_identity_and_shift_matches_colorsys() -> None:
+    x = torch.rand(3, 3, 6, 6, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(adjust_hue(x, torch.zeros(3)), x, atol=1e-5, rtol=0)
+    shifts = torch.tensor([0.25, -0.1, 0.5])
+    y = adjust_hue(x, shifts)
+    for i, s in enumerate(shifts.tolist()):  # brute-force reference, pixel by pixel
+        flat = x[i].permute(1, 2, 0).reshape(-1, 3).double().numpy()
+        ref = []
+        for p in flat:
+            h, sat, v = colorsys.rgb_to_hsv(*p)
+            ref.append(colorsys.hsv_to_rgb((h + s) % 1.0, sat, v))
+        np.testing.assert_allclose(y[i].permute(1, 2, 0).reshape(-1, 3).numpy(), np.array(ref), atol=1e-5)
+
+
+def test_color_ops_match_torchvision_per_sample() -> None:
+    x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    f = torch.tensor([0.5, 1.0, 1.6])
+    yb, yc, ys = adjust_brightness(x, f), adjust_contrast(x, f), adjust_saturation(x, f)
+    for i in range(3):
+        fi = float(f[i])
+        torch.testing.assert_close(yb[i], TF.adjust_brightness(x[i], fi), atol=1e-6, rtol=0)
+        torch.testing.assert_close(yc[i], TF.adjust_contrast(x[i], fi), atol=1e-6, rtol=0)
+        torch.testing.assert_close(ys[i], TF.adjust_saturation(x[i], fi), atol=1e-6, rtol=0)
+    g = torch.rand(2, 1, 8, 8)  # 1-channel contrast uses the image's own mean
+    torch.testing.assert_close(adjust_contrast(g, torch.tensor([0.3, 2.0]))[1], TF.adjust_contrast(g[1], 2.0), atol=1e-6, rtol=0)
+
+
+def test_rgb_to_grayscale_weights() -> None:
+    x = torch.rand(2, 3, 4, 4)
+    torch.testing.assert_close(rgb_to_grayscale(x), TF.rgb_to_grayscale(x), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("random_order", [True, False])
+def test_jitter_changes_colours_only_when_enabled(random_order: bool) -> None:
+    x = _smooth_images(6)
+    base = BatchAugment(32, **NO_RANDOM)(x)
+    on = BatchAugment(32, **dict(NO_RANDOM, jitter_p=1.0), jitter_random_order=random_order,
+                      generator=torch.Generator().manual_seed(0))(x)
+    assert (on - base).abs().amax(dim=(1, 2, 3)).min() > 1e-3
+    # brightness only, fixed factor 1 ± 0 → identity; factor range [0.5, 1.5] → each sample scaled uniformly
+    only_b = BatchAugment(32, **dict(NO_RANDOM, jitter_p=1.0), jitter=(0.5, 0.0, 0.0, 0.0),
+                          jitter_random_order=random_order, generator=torch.Generator().manual_seed(0))(x * 0.5)
+    ratio = only_b / (x * 0.5).clamp_min(1e-3)
+    mask = x * 0.5 > 0.05
+    for i in range(6):
+        r = ratio[i][mask[i]]
+        assert float(r.max() - r.min()) < 1e-4 and 0.5 - 1e-4 <= float(r.mean()) <= 1.5 + 1e-4
+
+
+def test_one_channel_input_skips_colour_only_ops() -> None:
+    x = _images(4, 1, 16, 16)
+    aug = BatchAugment(16, **dict(NO_RANDOM, jitter_p=1.0, grayscale_p=1.0), jitter=(0.0, 0.0, 0.9, 0.5))
+    torch.testing.assert_close(aug(x), x.float() / 255, atol=1e-6, rtol=0)  # saturation/hue/gray: no-ops
+
+
+def test_blur_tiny_sigma_is_identity_and_blur_reduces_total_variation() -> None:
+    x = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(gaussian_blur(x, torch.full((4,), 0.05), 5), x, atol=1e-6, rtol=0)
+    aug = BatchAugment(16, **dict(NO_RANDOM, blur_p=1.0), blur_sigma=(1.0, 2.0), blur_kernel_size=5)
+    y = aug(x)
+
+    def tv(z: torch.Tensor) -> torch.Tensor:
+        return (z[..., 1:, :] - z[..., :-1, :]).abs().sum(dim=(1, 2, 3)) + (z[..., 1:] - z[..., :-1]).abs().sum(dim=(1, 2, 3))
+
+    assert bool((tv(y) < 0.7 * tv(x)).all())
+
+
+def test_blur_matches_torchvision_gaussian_blur() -> None:
+    x = torch.rand(3, 3, 12, 12, generator=torch.Generator().manual_seed(4))
+    sig = torch.tensor([0.5, 1.0, 2.0])
+    y = gaussian_blur(x, sig, 5)
+    for i in range(3):
+        ref = TF.gaussian_blur(x[i : i + 1], kernel_size=[5, 5], sigma=[float(sig[i])] * 2)
+        torch.testing.assert_close(y[i : i + 1], ref, atol=1e-5, rtol=0)
+
+
+def test_blur_p0_leaves_samples_untouched_when_mixed() -> None:
+    # blur_p=0.5: blurred samples change, the others are bit-identical (identity kernel).
+    x = torch.rand(32, 3, 16, 16, generator=torch.Generator().manual_seed(5))
+    aug = BatchAugment(16, **dict(NO_RANDOM, blur_p=0.5), blur_kernel_size=5, generator=torch.Generator().manual_seed(0))
+    y = aug(x)
+    changed = (y - x).abs().amax(dim=(1, 2, 3)) > 1e-4
+    assert 0 < int(changed.sum()) < 32
+    torch.testing.assert_close(y[~changed], x[~changed], atol=1e-6, rtol=0)
+
+
+def test_to_float() -> None:
+    x = _images(2, 3, 8, 8)
+    torch.testing.assert_close(to_float(x), x.float() / 255)
+    y = to_float(x, 4)
+    assert y.shape == (2, 3, 4, 4) and y.dtype == torch.float32
+    # antialiased bilinear resize agrees with Pillow's (the usual reference), up to uint8 rounding
+    ref = np.stack([np.stack([np.asarray(Image.fromarray(x[i, ch].numpy()).resize((4, 4), Image.BILINEAR)) for ch in range(3)])
+                    for i in range(2)])
+    np.testing.assert_allclose(y.numpy() * 255, ref.astype(np.float32), atol=1.0)
+    f = torch.rand(2, 1, 5, 5)
+    assert to_float(f, 5) is not None and torch.equal(to_float(f, 5), f)
+    with pytest.raises(TypeError):
+        to_float(torch.zeros(2, 3, 4, 4, dtype=torch.int32))
+    with pytest.raises(ValueError, match="channels"):
+        to_float(torch.zeros(2, 4, 4, 4))
+
+
+def test_bad_input_and_parameters() -> None:
+    aug = BatchAugment(8)
+    with pytest.raises(ValueError, match="B, C, H, W"):
+        aug(torch.zeros(3, 8, 8))
+    with pytest.raises(ValueError, match="channels"):
+        aug(torch.zeros(2, 8, 8, 3))
+    with pytest.raises(ValueError, match="crop_scale"):
+        BatchAugment(8, crop_scale=(0.5, 1.5))
+    with pytest.raises(ValueError, match="probability"):
+        BatchAugment(8, hflip_p=2.0)
+    with pytest.raises(ValueError, match="hue"):
+        BatchAugment(8, jitter=(0.4, 0.4, 0.4, 0.7))
+    with pytest.raises(ValueError, match="odd"):
+        BatchAugment(8, blur_kernel_size=4)
+    with pytest.raises(ValueError, match="too large"):
+        BatchAugment(8, blur_p=0.5, blur_kernel_size=23)
+
+
+def test_presets() -> None:
+    assert set(available_presets()) >= {"simclr", "simclr_blur", "cc", "digits", "fashion"}
+    s = augmentation_preset("simclr", 32, 3)
+    assert (s.crop_scale, s.hflip_p, s.jitter, s.jitter_p, s.grayscale_p, s.blur_p) == ((0.08, 1.0), 0.5, (0.4, 0.4, 0.4, 0.1), 0.8, 0.2, 0.0)
+    assert augmentation_preset("simclr", 96, 3).blur_p == 0.0  # the CoHiClust reference uses no blur
+    assert augmentation_preset("simclr_blur", 96, 3).blur_p == 0.5 and augmentation_preset("simclr_blur", 32, 3).blur_p == 0.0
+    cc32, cc224 = augmentation_preset("cc", 32, 3), augmentation_preset("cc", 224, 3)
+    assert cc32.jitter == pytest.approx((0.4, 0.4, 0.4, 0.1)) and cc32.blur_p == 0.0
+    assert cc224.jitter == pytest.approx((0.8, 0.8, 0.8, 0.2)) and cc224.blur_p == 0.5 and cc224.blur_kernel_size == 23
+    assert augmentation_preset("cc", 224, 3, jitter_strength=0.5).jitter == pytest.approx((0.4, 0.4, 0.4, 0.1))
+    d = augmentation_preset("digits", 28, 1)
+    assert d.hflip_p == 0.0 and d.rotation == (-15.0, 15.0) and d.jitter[2:] == (0.0, 0.0) and d.crop_scale[0] >= 0.5
+    gray = augmentation_preset("simclr", 28, 1)
+    assert gray.grayscale_p == 0.0 and gray.jitter[2:] == (0.0, 0.0)
+    assert augmentation_preset("simclr", 32, 3, hflip_p=0.0).hflip_p == 0.0  # overrides
+    with pytest.raises(ValueError, match="simclr"):
+        augmentation_preset("nope", 32, 3)
+    with pytest.raises(ValueError, match="cc"):
+        augmentation_preset("simclr", 32, 3, jitter_strength=0.5)
+
+
+def test_preset_for_dataset() -> None:
+    assert DATASET_AUGMENTATION["mnist5k"] == "digits" and DATASET_AUGMENTATION["cifar10"] == "simclr"
+    assert preset_name_for_dataset("digits", 8, 1) == "digits"
+    assert preset_name_for_dataset("Fashion-MNIST", 28, 1) == "fashion"
+    assert preset_name_for_dataset("folder:/x", 28, 1) == "digits"  # fallback by image properties
+    assert preset_name_for_dataset("folder:/x", 64, 3) == "simclr"
+    aug = preset_for_dataset("cifar100_20", 32, 3)
+    assert isinstance(aug, BatchAugment) and aug.size == 32 and aug.jitter == (0.4, 0.4, 0.4, 0.1)
+    y = preset_for_dataset("digits", 8, 1)(_images(3, 1, 8, 8))
+    assert y.shape == (3, 1, 8, 8)
