@@ -203,6 +203,26 @@ def test_jitter_changes_colours_only_when_enabled(random_order: bool) -> None:
         assert float(r.max() - r.min()) < 1e-4 and 0.5 - 1e-4 <= float(r.mean()) <= 1.5 + 1e-4
 
 
+def test_single_jitter_op_is_order_independent_and_keeps_its_invariant() -> None:
+    x = _smooth_images(8) * 0.8 + 0.1
+    kw = dict(NO_RANDOM, jitter_p=1.0)
+    for jitter in [(0.0, 0.0, 0.8, 0.0), (0.0, 0.0, 0.0, 0.4), (0.0, 0.6, 0.0, 0.0)]:
+        outs = [BatchAugment(32, **kw, jitter=jitter, jitter_random_order=o, generator=torch.Generator().manual_seed(0))(x)
+                for o in (True, False)]
+        torch.testing.assert_close(outs[0], outs[1], atol=1e-6, rtol=0)  # one op: order cannot matter
+        y = outs[0]
+        assert (y - x).abs().amax(dim=(1, 2, 3)).min() > 1e-3
+    mid = x * 0.3 + 0.35  # values in [0.38, 0.62]: saturation factors ≤ 1.4 cannot clip
+    sat = BatchAugment(32, **kw, jitter=(0.0, 0.0, 0.4, 0.0), generator=torch.Generator().manual_seed(1))(mid)
+    # saturation moves each pixel along the line to its gray value: luma is kept (weights sum to 0.9999)
+    torch.testing.assert_close(rgb_to_grayscale(sat), rgb_to_grayscale(mid), atol=1e-4, rtol=0)
+    assert (sat - mid).abs().amax(dim=(1, 2, 3)).min() > 1e-3
+    hue = BatchAugment(32, **kw, jitter=(0.0, 0.0, 0.0, 0.4), generator=torch.Generator().manual_seed(1))(x)
+    # a hue rotation keeps each pixel's max and min channel values
+    torch.testing.assert_close(hue.amax(dim=1), x.amax(dim=1), atol=1e-5, rtol=0)
+    torch.testing.assert_close(hue.amin(dim=1), x.amin(dim=1), atol=1e-5, rtol=0)
+
+
 def test_one_channel_input_skips_colour_only_ops() -> None:
     x = _images(4, 1, 16, 16)
     aug = BatchAugment(16, **dict(NO_RANDOM, jitter_p=1.0, grayscale_p=1.0), jitter=(0.0, 0.0, 0.9, 0.5))

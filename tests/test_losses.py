@@ -130,10 +130,11 @@ def test_balance_loss_is_minimal_for_balanced_use():
     assert tree_balance_loss(balanced, balanced).item() == pytest.approx(expected)
 
 
-def test_losses_stay_finite_at_saturated_decisions():
+@pytest.mark.parametrize("form", ["reference", "paper"])
+def test_losses_stay_finite_at_saturated_decisions(form):
     d = torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]], requires_grad=True)
     mask = torch.tensor([1.0, 0.0, 1.0, 1.0])
-    loss = cohiloss(d, d, mask) + tree_balance_loss(d, d, mask)
+    loss = cohiloss(d, d.detach().flip(0), mask, form=form) + tree_balance_loss(d, d, mask)
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(d.grad).all()
 

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -65,12 +66,19 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         # Whatever happened (ENOSPC, KeyboardInterrupt), the old file is untouched; drop the temp.
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            kept = "the previous version was kept" if path.exists() else "nothing was written"
+            raise OSError(
+                exc.errno,
+                f"no space left on the device while writing {path} ({len(data)} bytes); {kept}. "
+                "Free disk space (or choose another --out) and resume with `hiclust train --resume RUN_DIR`",
+            ) from exc
         raise
     _fsync_dir(path.parent)
 

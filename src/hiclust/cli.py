@@ -13,7 +13,10 @@ from typing import Any
 __all__ = ["main", "run_training", "evaluate_run", "load_run_model", "load_run_data"]
 
 # Modules that add subcommands: each defines register(subparsers).
-EXTENSIONS: list[str] = []
+EXTENSIONS: list[str] = [
+    "hiclust.report.cli",
+    "hiclust.bench",
+]
 
 # Command-line flags that override estimator parameters: flag → (param, type).
 PARAM_FLAGS: dict[str, tuple[str, type]] = {
@@ -26,6 +29,7 @@ PARAM_FLAGS: dict[str, tuple[str, type]] = {
     "--batch-size": ("batch_size", int),
     "--lr": ("lr", float),
     "--weight-decay": ("weight_decay", float),
+    "--lr-schedule": ("lr_schedule", str),
     "--crop-size": ("image_size", int),
     "--device": ("device", str),
     "--seed": ("seed", int),
@@ -81,10 +85,19 @@ def run_training(
     from hiclust.methods import make_estimator
     from hiclust.runs import prepare_run_dir
 
+    if not isinstance(checkpoint_every, int) or checkpoint_every < 1:
+        raise ValueError(f"--checkpoint-every must be a positive number of epochs, got {checkpoint_every!r}")
     data = load_run_data(config, download)
     model = make_estimator(config.method, dict(config.params))
     if hasattr(model, "check_params"):
         model.check_params(data)
+    checkpoint = Path(run_dir) / "checkpoint.pt"
+    if resume and checkpoint.exists() and hasattr(model, "_check_resume_config"):
+        # Refuse an incompatible checkpoint before run.json is rewritten.
+        from hiclust.checkpoint import load_checkpoint
+
+        saved_config, _ = load_checkpoint(checkpoint, expected_class=type(model).__name__)
+        model._check_resume_config(saved_config, checkpoint)
     run_dir = prepare_run_dir(run_dir, config, overwrite=overwrite, resume=resume)
 
     def write_history(_record: dict[str, Any]) -> None:
@@ -147,7 +160,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     preset = load_config_file("digits")
     params = dict(preset["params"])
     if args.epochs is not None:
+        # keep the preset's proportions: a quarter of the epochs for NT-Xent pre-training
         params["epochs"] = args.epochs
+        params["pretrain_epochs"] = args.epochs // 4
     params["device"] = args.device
     config = RunConfig(method=preset["method"], dataset=preset["dataset"], split=preset.get("split", "all"), params=params)
     print(f"hiclust demo: CoHiClust on scikit-learn digits (1,797 images 8x8, 10 classes), {params['epochs']} epochs -> {args.out}")
@@ -207,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="train CoHiClust on scikit-learn's digits on the CPU; writes metrics and a tree picture")
     p.add_argument("--out", default="runs/demo", help="run directory (default runs/demo; replaced if it exists)")
-    p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs (150)")
+    p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs (200; a quarter of them are NT-Xent pre-training)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda")
     p.set_defaults(func=_cmd_demo)
 
@@ -242,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError, TypeError) as exc:
+    except (ValueError, OSError, RuntimeError, TypeError, FloatingPointError) as exc:
         # Known user errors: one clear line instead of a traceback (HICLUST_DEBUG=1 shows it).
         import os
 

@@ -128,6 +128,11 @@ def prepare_run_dir(run_dir: str | Path, config: RunConfig, *, overwrite: bool =
     if overwrite and run_dir.exists():
         for name in OWNED_FILES:
             (run_dir / name).unlink(missing_ok=True)
+    if run_dir.exists():
+        # Temporary files of atomic writes interrupted by a kill (see checkpoint.atomic_write_bytes).
+        for name in OWNED_FILES:
+            for stale in run_dir.glob(f".{name}.*.tmp"):
+                stale.unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     record = config.to_dict()
     record["versions"] = library_versions()

@@ -101,6 +101,14 @@ def train_loop(
                 )
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
+            # max_norm=inf: measures the total gradient norm without clipping anything.
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))
+            if not torch.isfinite(grad_norm):
+                raise NonFiniteLossError(
+                    f"non-finite gradient at epoch {epoch + 1}, batch {b + 1} (global step "
+                    f"{epoch * n_batches + b + 1}) although every loss term was finite ({values}). "
+                    "The parameters were not updated with it; lower the learning rate or check the input data."
+                )
             optimizer.step()
             for k, v in values.items():
                 sums[k] = sums.get(k, 0.0) + v

@@ -229,7 +229,8 @@ class BatchAugment(torch.nn.Module):
         jitter_p: probability that a sample gets colour jitter.
         jitter_random_order: apply the four jitter ops in a per-sample random order (torchvision's
             behaviour) instead of the fixed order brightness, contrast, saturation, hue. The random order
-            costs up to 4× the (cheap) colour work because every op is evaluated at each of 4 positions.
+            evaluates a blend and a hue rotation at each of the 4 order slots (measured on an H200, whole
+            "simclr" pipeline: 4.4 ms per 512×3×32×32 view, 18 ms per 256×3×224×224 "cc" view).
         grayscale_p: probability of converting a sample to gray (kept 3-channel).
         blur_p: probability of a Gaussian blur.
         blur_sigma: range of the blur's sigma in output pixels.
@@ -243,6 +244,9 @@ class BatchAugment(torch.nn.Module):
 
     ``forward(x, generator=None)``: uint8 (0–255) or float (0–1) ``(B, C, H, W)``, C in {1, 3}, on any
     device → float32 ``(B, C, S, S)`` in [0, 1] on the same device.
+
+    Bilinear ``grid_sample`` does not antialias: when crops are much larger than ``S`` (e.g. 224 px
+    images augmented to 32 px), resize the data first (``load_dataset(..., image_size=...)``).
     """
 
     def __init__(
@@ -401,6 +405,9 @@ class BatchAugment(torch.nn.Module):
         return x.clamp_(0.0, 1.0)
 
     def _color_jitter(self, x: torch.Tensor, rand: Callable[..., torch.Tensor]) -> torch.Tensor:
+        """Per-sample ColorJitter. Brightness, contrast and saturation are all blends
+        ``f·x + (1 − f)·ref`` (ref = 0, the image's mean gray, the pixel's gray), so each of the 4 order
+        slots costs one blend with per-sample (f, ref) plus, if hue is on, one hue rotation."""
         b, c = x.shape[:2]
         bri, con, sat, hue = self.jitter
         if c == 1:
@@ -408,39 +415,47 @@ class BatchAugment(torch.nn.Module):
         if self.jitter_p == 0 or (bri == con == sat == hue == 0):
             return x
         dev = x.device
-        apply = rand(b) < self.jitter_p
 
         def factors(v: float) -> torch.Tensor:
             lo, hi = max(0.0, 1.0 - v), 1.0 + v
-            return (lo + (hi - lo) * rand(b)).to(dev)
+            return lo + (hi - lo) * rand(b)
 
-        ops: list[tuple[int, Callable[[torch.Tensor], torch.Tensor]]] = []
-        if bri > 0:
-            fb = factors(bri)
-            ops.append((0, lambda y: adjust_brightness(y, fb)))
-        if con > 0:
-            fc = factors(con)
-            ops.append((1, lambda y: adjust_contrast(y, fc)))
-        if sat > 0:
-            fs = factors(sat)
-            ops.append((2, lambda y: adjust_saturation(y, fs)))
-        if hue > 0:
-            fh = ((2.0 * rand(b) - 1.0) * hue).to(dev)
-            ops.append((3, lambda y: adjust_hue(y, fh)))
+        # Draw everything on the parameter device, then move it to the batch's device in one copy.
+        apply = (rand(b) < self.jitter_p).float()
+        fb, fc, fs = factors(bri), factors(con), factors(sat)
+        fh = (2.0 * rand(b) - 1.0) * hue
+        if self.jitter_random_order:
+            order = torch.argsort(rand(b, 4), dim=1).float()  # per-sample permutation of op ids 0..3
+        else:
+            order = torch.arange(4, dtype=torch.float32, device=apply.device).expand(b, 4)  # b, c, s, h
+        params = torch.cat([apply[:, None], fb[:, None], fc[:, None], fs[:, None], fh[:, None], order], dim=1).to(dev)
+        apply, fb, fc, fs, fh = (params[:, i].reshape(b, 1, 1, 1) for i in range(5))
+        order = params[:, 5:].long()
+        enabled = torch.tensor([bri > 0, con > 0, sat > 0, hue > 0], device=dev)
 
-        if not self.jitter_random_order:
-            mask = apply.to(dev).reshape(b, 1, 1, 1)
-            for _, op in ops:
-                x = torch.where(mask, op(x), x)
+        if not self.jitter_random_order:  # fixed order b, c, s, h: only the enabled ops, once each
+            keep = apply > 0
+            for i, (v, f) in enumerate(((bri, fb), (con, fc), (sat, fs))):
+                if v > 0:
+                    f = torch.where(keep, f, torch.ones_like(f))
+                    gray = rgb_to_grayscale(x) if c == 3 else x
+                    ref = 0.0 if i == 0 else (gray.mean(dim=(1, 2, 3), keepdim=True) if i == 1 else gray)
+                    x = (f * x + (1.0 - f) * ref).clamp_(0.0, 1.0)
+            if hue > 0:
+                x = torch.where(keep, adjust_hue(x, fh.reshape(b)), x)
             return x
-        # Per-sample random permutation of the 4 op slots; at step k a sample receives the op its
-        # permutation puts there. Each op is evaluated on the whole batch and selected with where().
-        order = torch.argsort(rand(b, 4), dim=1)
+
         for k in range(4):
-            slot = order[:, k]
-            for idx, op in ops:
-                sel = ((slot == idx) & apply).to(dev).reshape(b, 1, 1, 1)
-                x = torch.where(sel, op(x), x)
+            op = order[:, k].reshape(b, 1, 1, 1)
+            on = (apply > 0) & enabled[op]
+            if bri > 0 or con > 0 or sat > 0:
+                f = torch.where(op == 0, fb, torch.where(op == 1, fc, fs))
+                f = torch.where(on & (op < 3), f, torch.ones_like(f))  # f = 1 is the exact identity blend
+                gray = rgb_to_grayscale(x) if c == 3 else x
+                ref = torch.where(op == 0, 0.0, torch.where(op == 1, gray.mean(dim=(1, 2, 3), keepdim=True), gray))
+                x = (f * x + (1.0 - f) * ref).clamp_(0.0, 1.0)
+            if hue > 0:
+                x = torch.where(on & (op == 3), adjust_hue(x, fh.reshape(b)), x)
         return x
 
 

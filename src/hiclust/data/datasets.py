@@ -52,6 +52,7 @@ __all__ = [
     "available_datasets",
     "default_data_root",
     "CIFAR100_SUPERCLASSES",
+    "cifar100_coarse_map",
     "IMAGE_EXTENSIONS",
 ]
 

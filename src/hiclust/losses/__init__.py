@@ -1,6 +1,20 @@
 """Losses as pure functions of tensors."""
 
 from hiclust.losses.contrastive import cluster_contrastive_loss, cluster_entropy, nt_xent
+from hiclust.losses.dec import (
+    ALPHA_SCHEDULES,
+    alpha_schedule,
+    balance_kl,
+    combine_losses,
+    kl_divergence,
+    kmeans_loss,
+    knn_graph,
+    locality_loss,
+    self_augmentation_loss,
+    student_t_assignment,
+    target_distribution,
+    zipf_prior,
+)
 from hiclust.losses.tree import (
     cohiloss,
     depth_from_decisions,
@@ -18,4 +32,16 @@ __all__ = [
     "nt_xent",
     "cluster_contrastive_loss",
     "cluster_entropy",
+    "student_t_assignment",
+    "target_distribution",
+    "kl_divergence",
+    "kmeans_loss",
+    "zipf_prior",
+    "balance_kl",
+    "knn_graph",
+    "locality_loss",
+    "self_augmentation_loss",
+    "ALPHA_SCHEDULES",
+    "alpha_schedule",
+    "combine_losses",
 ]

@@ -25,6 +25,8 @@ _SQRT_EPS = 1e-8
 # Floor for log(p̄) in R1: the reference has none; a floor only matters when a whole sub-tree
 # receives exactly zero mass, where the reference would return inf.
 _LOG_FLOOR = 1e-12
+# Floor under the square root of the paper form (which has no +1e-8 of its own).
+_PAPER_FLOOR = 1e-12
 
 
 def depth_from_decisions(n_decisions: int) -> int:
@@ -134,7 +136,8 @@ def cohiloss(
         if n < 2:
             raise ValueError("the paper form of CoHiLoss needs a batch of at least 2 images")
         for p in levels:
-            r = torch.sqrt(p)
+            # sqrt'(0) is infinite: a floor keeps gradients finite when a decision saturates.
+            r = torch.sqrt(p.clamp_min(_PAPER_FLOOR))
             ra, rb = r[:n], r[n:]
             positives = (ra * rb).sum()  # Σ_j s_t(x_j, x̃_j)
             all_pairs = (ra.sum(0) * rb.sum(0)).sum()  # Σ_j Σ_i s_t(x_j, x̃_i)

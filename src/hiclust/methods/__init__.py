@@ -4,11 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from hiclust.methods.cc import ContrastiveClustering
 from hiclust.methods.cohiclust import CoHiClust, CoHiClustNet
+from hiclust.methods.dec import DEC, IDEC
+from hiclust.methods.simclr import SimCLR
 
-__all__ = ["CoHiClust", "CoHiClustNet", "METHODS", "make_estimator", "register_method"]
+__all__ = [
+    "CoHiClust", "CoHiClustNet", "ContrastiveClustering", "DEC", "IDEC", "SimCLR", "METHODS", "make_estimator",
+    "register_method",
+]
 
-METHODS: dict[str, type] = {"cohiclust": CoHiClust}
+METHODS: dict[str, type] = {
+    "cohiclust": CoHiClust,
+    "cc": ContrastiveClustering,
+    "dec": DEC,
+    "idec": IDEC,
+    "simclr": SimCLR,
+}
 
 
 def register_method(name: str, cls: type) -> None:

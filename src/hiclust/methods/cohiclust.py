@@ -17,11 +17,12 @@ from hiclust.checkpoint import capture_rng_state, load_checkpoint, restore_rng_s
 from hiclust.losses import cohiloss, leaf_probabilities, nt_xent, tree_balance_loss
 from hiclust.methods.base import DeepClustererMixin, PreparedData, default_depth, prepare_data, seed_everything
 from hiclust.nn import BACKBONES, ProjectionHead, TreeHead, build_backbone, default_backbone
-from hiclust.train import resolve_device, train_loop
+from hiclust.train import NonFiniteLossError, resolve_device, train_loop
 
 __all__ = ["CoHiClust", "CoHiClustNet"]
 
 MAX_DEPTH = 10
+LR_SCHEDULES = (None, "cosine")
 
 
 class CoHiClustNet(nn.Module):
@@ -56,6 +57,8 @@ class CoHiClust(DeepClustererMixin, ClusterMixin, BaseEstimator):
         prune_start: 0-based epoch at whose end pruning starts; default shortly into the
             tree phase (10% of it), leaving room for all 2^T − K prunings.
         batch_size, lr, weight_decay: Adam optimisation (reference: 512, 1e-3, 1e-6).
+        lr_schedule: None (constant ``lr``, the reference) or "cosine" (cosine annealing to 0
+            over ``epochs``, stepped per epoch; its state is checkpointed).
         temperature: τ of NT-Xent.
         projection_dim: output size of the projection head g.
         image_size: side of the augmented crops; default the images' own size.
@@ -86,6 +89,7 @@ class CoHiClust(DeepClustererMixin, ClusterMixin, BaseEstimator):
         batch_size: int = 256,
         lr: float = 1e-3,
         weight_decay: float = 1e-6,
+        lr_schedule: str | None = None,
         temperature: float = 0.5,
         projection_dim: int = 128,
         image_size: int | None = None,
@@ -107,6 +111,7 @@ class CoHiClust(DeepClustererMixin, ClusterMixin, BaseEstimator):
         self.batch_size = batch_size
         self.lr = lr
         self.weight_decay = weight_decay
+        self.lr_schedule = lr_schedule
         self.temperature = temperature
         self.projection_dim = projection_dim
         self.image_size = image_size
@@ -144,6 +149,10 @@ class CoHiClust(DeepClustererMixin, ClusterMixin, BaseEstimator):
                 f"batch_size={self.batch_size} is larger than the dataset ({n_samples} samples); "
                 f"use batch_size <= {n_samples}"
             )
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; choose one of {LR_SCHEDULES}")
+        if not isinstance(self.eval_every, (int, np.integer)) or self.eval_every < 1:
+            raise ValueError(f"eval_every must be a positive integer, got {self.eval_every!r}")
         if self.cohiloss_form not in ("reference", "paper"):
             raise ValueError(f"cohiloss_form must be 'reference' or 'paper', got {self.cohiloss_form!r}")
         if isinstance(self.backbone, str) and self.backbone not in ("auto", *BACKBONES):
@@ -168,8 +177,14 @@ class CoHiClust(DeepClustererMixin, ClusterMixin, BaseEstimator):
         return depth, pretrain, prune_start
 
     def check_params(self, X: Any, y: Any = None) -> None:
-        """Validates the hyperparameters against the data without training (raises ValueError)."""
-        self._resolved_schedule(prepare_data(X, y).x.shape[0])
+        """Validates everything ``fit`` checks before training, without training or writing:
+        data, hyperparameters, device, augmentation and backbone (raises ValueError/TypeError)."""
+        data = prepare_data(X, y)
+        depth, _, _ = self._resolved_schedule(data.x.shape[0])
+        resolve_device(self.device)
+        size = (self.image_size or int(data.x.shape[-1])) if data.is_image else 0
+        self._make_augment(data, size)
+        self._build_model(tuple(data.x.shape), depth, size)  # e.g. images too small for the backbone
 
     def _config(self) -> dict[str, Any]:
         params = self.get_params()
@@ -224,6 +239,8 @@ class CoHiClust(DeepClustererMixin, ClusterMixin, BaseEstimator):
         data = prepare_data(X, y)
         n = data.x.shape[0]
         depth, pretrain, prune_start = self._resolved_schedule(n)
+        if checkpoint is not None and (not isinstance(checkpoint_every, (int, np.integer)) or checkpoint_every < 1):
+            raise ValueError(f"checkpoint_every must be a positive integer (epochs), got {checkpoint_every!r}")
         self.device_ = resolve_device(self.device)
         seed_everything(self.seed)
         shuffle_gen = torch.Generator().manual_seed(self.seed)
@@ -242,13 +259,17 @@ class CoHiClust(DeepClustererMixin, ClusterMixin, BaseEstimator):
         self.model_ = self._build_model(tuple(x.shape), depth, self.image_size_ or 0).to(self.device_)
         augment = self._make_augment(data, self.image_size_ or 0).to(self.device_)
         optimizer = torch.optim.Adam(self.model_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        scheduler = None
+        if self.lr_schedule == "cosine":
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.epochs)
         n_leaves = 2**depth
         self.leaf_mask_ = torch.ones(n_leaves, device=self.device_)
         self.pruned_leaves_: list[int] = []
         self.history_: list[dict[str, Any]] = []
         start_epoch = 0
         if resume and checkpoint is not None and Path(checkpoint).exists():
-            start_epoch = self._restore_training(checkpoint, optimizer, shuffle_gen, aug_gen)
+            start_epoch = self._restore_training(checkpoint, optimizer, scheduler, shuffle_gen, aug_gen)
+        saved_epoch = start_epoch  # epoch of the checkpoint on disk (0: none from this run)
         balance_weight = 2.0**-depth if self.balance_weight is None else self.balance_weight
         mass = torch.zeros(n_leaves, device=self.device_)
         x_dev = x.to(self.device_) if data.is_image else ((x.to(self.device_) - self.feature_mean_) / self.feature_std_)
@@ -271,6 +292,7 @@ class CoHiClust(DeepClustererMixin, ClusterMixin, BaseEstimator):
             return terms
 
         def on_epoch_end(epoch: int, logs: dict[str, float]) -> None:
+            nonlocal saved_epoch
             record: dict[str, Any] = {"epoch": epoch + 1, **logs}
             if prune_start <= epoch < prune_start + (n_leaves - self.n_clusters):
                 masked = torch.where(self.leaf_mask_ > 0, mass, torch.full_like(mass, math.inf))
@@ -292,14 +314,25 @@ class CoHiClust(DeepClustererMixin, ClusterMixin, BaseEstimator):
             if callback is not None:
                 callback(record)
             if checkpoint is not None and ((epoch + 1) % checkpoint_every == 0 or last):
-                self._save_training(checkpoint, optimizer, shuffle_gen, aug_gen, epoch + 1)
+                self._save_training(checkpoint, optimizer, scheduler, shuffle_gen, aug_gen, epoch + 1)
+                saved_epoch = epoch + 1
 
         if start_epoch < self.epochs:
-            train_loop(
-                self.model_, step, x_dev, optimizer=optimizer, epochs=self.epochs, batch_size=self.batch_size,
-                shuffle_generator=shuffle_gen, start_epoch=start_epoch, on_epoch_end=on_epoch_end,
-                progress=self.verbose, desc="CoHiClust",
-            )
+            try:
+                train_loop(
+                    self.model_, step, x_dev, optimizer=optimizer, epochs=self.epochs, batch_size=self.batch_size,
+                    shuffle_generator=shuffle_gen, start_epoch=start_epoch, scheduler=scheduler,
+                    on_epoch_end=on_epoch_end, progress=self.verbose, desc="CoHiClust",
+                )
+            except NonFiniteLossError as exc:
+                if checkpoint is None:
+                    raise
+                # The failing step never reached a checkpoint: say which one is left.
+                kept = (
+                    f"The last good checkpoint {checkpoint} (epoch {saved_epoch}) was kept."
+                    if saved_epoch else "No checkpoint had been written yet."
+                )
+                raise NonFiniteLossError(f"{exc} {kept}") from None
         self._finish_fit(data.x)
         return self
 
@@ -370,25 +403,42 @@ class CoHiClust(DeepClustererMixin, ClusterMixin, BaseEstimator):
             "feature_std": None if self.feature_std_ is None else self.feature_std_.cpu(),
         }
 
-    def _save_training(self, path, optimizer, shuffle_gen, aug_gen, epoch: int) -> None:
+    def _save_training(self, path, optimizer, scheduler, shuffle_gen, aug_gen, epoch: int) -> None:
         state = self._state()
+        # Never replace the last good checkpoint with weights that went non-finite.
+        bad = [k for k, v in state["model"].items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if bad:
+            raise NonFiniteLossError(
+                f"non-finite values in {', '.join(bad[:3])} after epoch {epoch}; the checkpoint {path} was not "
+                "overwritten. Lower the learning rate or check the input data."
+            )
         state.update(
             optimizer=optimizer.state_dict(), epoch=epoch, rng=capture_rng_state(shuffle_gen),
-            aug_rng=aug_gen.get_state(),
+            aug_rng=aug_gen.get_state(), scheduler=None if scheduler is None else scheduler.state_dict(),
         )
         save_checkpoint(path, model_class=type(self).__name__, config=self._config(), state=state)
 
-    def _restore_training(self, path, optimizer, shuffle_gen, aug_gen) -> int:
-        config, state = load_checkpoint(path, expected_class=type(self).__name__)
+    def _check_resume_config(self, config: dict[str, Any], path: Any) -> None:
+        """Raises CheckpointError naming every parameter in which checkpoint ``config`` differs."""
         mine = self._config()
-        diff = {k: (config.get(k), v) for k, v in mine.items() if k not in ("verbose", "epochs") and config.get(k) != v}
+        # More epochs may be asked for on resume, unless a schedule was planned over the old count.
+        free = ("verbose", "epochs") if self.lr_schedule is None else ("verbose",)
+        diff = {k: (config.get(k), v) for k, v in mine.items() if k not in free and config.get(k) != v}
         if diff:
             raise CheckpointError(
                 f"cannot resume from {path}: its configuration differs in "
                 + ", ".join(f"{k} (checkpoint {a!r}, now {b!r})" for k, (a, b) in diff.items())
             )
+
+    def _restore_training(self, path, optimizer, scheduler, shuffle_gen, aug_gen) -> int:
+        config, state = load_checkpoint(path, expected_class=type(self).__name__)
+        if "epoch" not in state:
+            raise CheckpointError(f"{path} is a saved model, not a training checkpoint; it cannot be resumed")
+        self._check_resume_config(config, path)
         self._load_state(state, path)
         optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
         restore_rng_state(state["rng"], shuffle_gen)
         aug_gen.set_state(state["aug_rng"])
         return int(state["epoch"])

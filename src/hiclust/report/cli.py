@@ -1,0 +1,281 @@
+"""Subcommands ``hiclust tree``, ``hiclust report`` and ``hiclust predict`` (registered through
+``hiclust.cli.EXTENSIONS``), and :func:`predict_table`, the per-image tree paths behind
+``predict``."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["register", "predict_table", "write_predictions"]
+
+
+# --------------------------------------------------------------------------------------
+# predictions with their tree paths
+# --------------------------------------------------------------------------------------
+def _heap_steps(heap: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """For level-``depth`` heap nodes (K,): the heap indices (K, depth) of the nodes on the path
+    from the root and whether each step goes left (K, depth). Bits of heap+1 after the leading 1
+    spell the path (0 = left)."""
+    s = np.arange(depth)
+    code = (heap + 1)[:, None]
+    nodes = (code >> (depth - s)) - 1
+    left = ((code >> (depth - 1 - s)) & 1) == 0
+    return nodes, left
+
+
+def predict_table(model: Any, data: Any) -> dict[str, Any]:
+    """Cluster, root-to-leaf path and probabilities of every image, from ONE forward pass.
+
+    For a CoHiClust-like model (``decision_function``, ``leaf_mask_``, ``kept_leaves_``,
+    ``depth_``): the decisions d (N, 2^T−1) give the masked leaf probabilities P_T (SPEC §1.2);
+    the cluster is the argmax over the kept leaves (= ``model.predict``), ``leaf_probability``
+    is that leaf's probability renormalized over the kept leaves (= ``model.predict_proba``),
+    ``step_probabilities[:, s]`` is the probability of the branch taken at step s (d_u going
+    left, 1 − d_u going right, u the heap node at level s), and ``path_probability`` is their
+    product: the unnormalized P_T of the leaf. Without pruning, the kept leaves' P_T sum to 1 and
+    ``leaf_probability == path_probability`` (to float precision); with pruning,
+    ``leaf_probability = path_probability / Σ_kept P_T ≥ path_probability``.
+
+    Other models with ``hierarchy_`` get cluster and path only (probabilities None; the leaf
+    probability from ``predict_proba`` when available).
+
+    Returns:
+        dict with "cluster" (N,) int64, "path" (N,) str ("L R R L"), "leaf_probability" (N,)
+        or None, "path_probability" (N,) or None, "step_probabilities" (N, T) or None, and
+        "leaf_paths" (K,) the path of every leaf.
+    """
+    from hiclust.losses import leaf_probabilities
+    from hiclust.report.tree_plot import node_names, node_path
+
+    h = getattr(model, "hierarchy_", None)
+    if h is None:
+        raise TypeError(f"{type(model).__name__} has no hierarchy_; predict paths need a fitted hierarchical model")
+    names = node_names(h)
+    leaf_paths = np.array([node_path(names[k]) for k in range(h.n_leaves)], dtype=object)
+    if not all(hasattr(model, a) for a in ("decision_function", "leaf_mask_", "kept_leaves_", "depth_")):
+        cluster = np.asarray(model.predict(data), dtype=np.int64)
+        leaf_p = None
+        if hasattr(model, "predict_proba"):
+            proba = np.asarray(model.predict_proba(data))
+            leaf_p = proba[np.arange(cluster.size), cluster]
+        return {"cluster": cluster, "path": leaf_paths[cluster], "leaf_probability": leaf_p,
+                "path_probability": None, "step_probabilities": None, "leaf_paths": leaf_paths}
+
+    depth = int(model.depth_)
+    kept = np.asarray(torch.as_tensor(model.kept_leaves_).cpu(), dtype=np.int64)  # complete-tree leaf of cluster k
+    heap = kept + 2**depth - 1
+    if h.heap_index is None or not np.array_equal(np.asarray(h.heap_index[: h.n_leaves]), heap):
+        raise RuntimeError("the model's hierarchy_ does not match its kept leaves; reload the model")
+    decisions = np.asarray(model.decision_function(data), dtype=np.float32)  # (N, 2^T − 1)
+    if decisions.shape[1] != 2**depth - 1:
+        raise RuntimeError(f"decision_function gave {decisions.shape[1]} decisions, expected 2^{depth} - 1")
+    mask = torch.as_tensor(model.leaf_mask_).detach().cpu().float()
+    raw = leaf_probabilities(torch.from_numpy(decisions), mask).numpy()[:, kept]  # (N, K) masked P_T
+    cluster = raw.argmax(1).astype(np.int64)  # exactly CoHiClust.predict
+    total = np.maximum(raw.sum(1), 1e-12)
+    leaf_p = raw[np.arange(cluster.size), cluster] / total
+    nodes, left = _heap_steps(heap, depth)  # (K, T)
+    d = np.take_along_axis(decisions, nodes[cluster], axis=1)  # (N, T) left-probabilities on the path
+    steps = np.where(left[cluster], d, 1.0 - d).astype(np.float64)
+    return {"cluster": cluster, "path": leaf_paths[cluster], "leaf_probability": leaf_p.astype(np.float64),
+            "path_probability": steps.prod(1), "step_probabilities": steps, "leaf_paths": leaf_paths}
+
+
+def write_predictions(table: dict[str, Any], out: str | Path, inputs: list[str], labels: list[str] | None = None) -> Path:
+    """Writes :func:`predict_table` output as CSV: input, [label], cluster, path,
+    leaf_probability, path_probability, p_step_1..p_step_T (one row per input)."""
+    n = table["cluster"].shape[0]
+    if len(inputs) != n:
+        raise ValueError(f"{len(inputs)} input names for {n} predictions")
+    steps = table["step_probabilities"]
+    header = ["input"] + (["label"] if labels is not None else []) + ["cluster", "path"]
+    cols: list[Any] = [np.asarray(inputs, dtype=object)] + ([np.asarray(labels, dtype=object)] if labels is not None else [])
+    cols += [table["cluster"], table["path"]]
+    for key in ("leaf_probability", "path_probability"):
+        if table[key] is not None:
+            header.append(key)
+            cols.append(np.char.mod("%.6g", table[key]))
+    if steps is not None:
+        header += [f"p_step_{s + 1}" for s in range(steps.shape[1])]
+        cols += [np.char.mod("%.6g", steps[:, s]) for s in range(steps.shape[1])]
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(zip(*cols))  # rows assembled by csv from whole columns
+    return out
+
+
+def _folder_files(path: Path) -> list[str]:
+    """File names (relative to path) in the order hiclust.data's folder loader reads them."""
+    from hiclust.data.datasets import IMAGE_EXTENSIONS, _list_images
+
+    top = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")
+                 and p.name.lower().endswith(IMAGE_EXTENSIONS))
+    subdirs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    per_class = {d.name: _list_images(d) for d in subdirs}
+    files = [f for c in sorted(per_class) for f in per_class[c]] if any(per_class.values()) else top
+    return [str(f.relative_to(path)) for f in files]
+
+
+def load_prediction_input(path: str | Path, image_size: int | None = None) -> tuple[Any, list[str]]:
+    """Loads a folder of images or a .npy array; returns (ImageDataset, input names)."""
+    from hiclust.data import load_dataset
+
+    p = Path(path).expanduser()
+    if p.is_dir():
+        # strict: a skipped unreadable file would shift the names against the rows
+        data = load_dataset(f"folder:{p}", split="all", image_size=image_size, strict=True)
+        names = _folder_files(p)
+        if len(names) != len(data):
+            raise RuntimeError(f"read {len(data)} images from {p} but listed {len(names)} files; report this as a bug")
+        return data, names
+    if p.suffix.lower() == ".npy":
+        if not p.is_file():
+            raise FileNotFoundError(f"--input {p}: no such file")
+        data = load_dataset(f"npy:{p}", split="all", image_size=image_size)
+        return data, [str(i) for i in range(len(data))]
+    if not p.exists():
+        raise FileNotFoundError(f"--input {p}: no such file or folder")
+    raise ValueError(f"--input {p} must be a folder of images or a .npy array (N, H, W[, C]) / (N, C, H, W)")
+
+
+def check_input_shape(model: Any, data: Any, source: str) -> None:
+    """Raises ValueError unless ``data``'s images have the shape the model was fitted on."""
+    expected = tuple(int(s) for s in getattr(model, "input_shape_", ()) or ())
+    got = tuple(data.image_shape)
+    if not expected or expected == got:
+        return
+    if len(expected) != 3:
+        raise ValueError(f"the model was fitted on feature vectors of shape {expected}, not images")
+    hint = []
+    if expected[0] != got[0]:
+        hint.append(f"convert them to {'grayscale' if expected[0] == 1 else 'RGB'} ({expected[0]} channel(s))")
+    if expected[1:] != got[1:]:
+        hint.append(f"pass --image-size {expected[1]} to resize them" if expected[1] == expected[2]
+                    else f"resize them to {expected[1]}x{expected[2]}")
+    raise ValueError(
+        f"images in {source} are {got[0]}x{got[1]}x{got[2]} (channels x height x width) but the model expects "
+        f"{expected[0]}x{expected[1]}x{expected[2]}; " + " and ".join(hint)
+    )
+
+
+# --------------------------------------------------------------------------------------
+# subcommands
+# --------------------------------------------------------------------------------------
+def _load(run_dir: str, device: str) -> tuple[Any, Any]:
+    from hiclust.cli import load_run_data, load_run_model
+
+    model, config = load_run_model(run_dir, device)
+    if getattr(model, "hierarchy_", None) is None:
+        raise ValueError(f"the model in {run_dir} ({config.method}) has no hierarchy to draw")
+    return model, load_run_data(config)
+
+
+def _cmd_tree(args: argparse.Namespace) -> int:
+    from hiclust.report.tree_plot import plot_tree
+
+    model, data = _load(args.run_dir, args.device)
+    out = Path(args.out) if args.out else Path(args.run_dir) / "tree.png"
+    plot_tree(model, data, show=args.show, out=out, max_depth=args.max_depth, n_samples=args.samples, dpi=args.dpi)
+    print(f"wrote {out}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from hiclust.report.html import write_report
+
+    if args.max_mb <= 0:
+        raise ValueError(f"--max-mb must be positive, got {args.max_mb}")
+    model, data = _load(args.run_dir, args.device)
+    out = Path(args.out) if args.out else Path(args.run_dir) / "report.html"
+    write_report(model, data, out, run_dir=args.run_dir, max_images_per_node=args.max_images_per_node,
+                 max_bytes=int(args.max_mb * 1e6), figures=not args.no_figures)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB); open it in a browser (works offline)")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from hiclust.cli import load_run_model
+
+    model, _ = load_run_model(args.run_dir, args.device)
+    if getattr(model, "hierarchy_", None) is None:
+        raise ValueError(f"the model in {args.run_dir} has no hierarchy; predict paths need CoHiClust")
+    data, names = load_prediction_input(args.input, args.image_size)
+    check_input_shape(model, data, args.input)
+    table = predict_table(model, data)
+    labels = None
+    if data.labels is not None and data.class_names is not None:
+        labels = [data.class_names[i] for i in data.labels.tolist()]
+    write_predictions(table, args.out, names, labels)
+    counts = np.bincount(table["cluster"], minlength=model.hierarchy_.n_leaves)
+    print(f"wrote {args.out}: {len(names)} rows; images per cluster: {counts.tolist()}")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Adds ``tree``, ``report`` and ``predict`` to the ``hiclust`` command."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = subparsers.add_parser(
+        "tree", help="draw the learned tree with node images (PNG)", formatter_class=fmt,
+        description="Draw the run's tree as in the CoHiClust paper: each node shows the mean image of the\n"
+                    "images routed to it (--show mean) or a grid of its most confident images (--show samples),\n"
+                    "a bar of its class composition (with labels) and its path / size / majority class.\n\n"
+                    "example: hiclust tree runs/demo --show samples --out tree_samples.png",
+    )
+    p.add_argument("run_dir", help="run directory written by 'hiclust train'")
+    p.add_argument("--out", help="output image (default RUN_DIR/tree.png); .png, .pdf or .svg")
+    p.add_argument("--show", choices=("mean", "samples"), default="mean",
+                   help="node picture: mean image (default) or a grid of the most confident samples")
+    p.add_argument("--samples", type=int, default=9, help="images per node with --show samples (default 9, a 3x3 grid)")
+    p.add_argument("--max-depth", type=int, default=None,
+                   help="draw levels 0..N only (deeper subtrees are merged into their ancestor); readable up to 6")
+    p.add_argument("--dpi", type=float, default=100, help="resolution of the image (default 100)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda")
+    p.set_defaults(func=_cmd_tree)
+
+    p = subparsers.add_parser(
+        "report", help="write a self-contained HTML explorer of the tree", formatter_class=fmt,
+        description="Write ONE self-contained HTML file (images embedded, no network or server needed) with the\n"
+                    "clickable tree: "
+                    "each node shows its sample images, size, class composition and path from the root\n"
+                    "(e.g. 'L R R'), plus the metrics per level, the leaves x classes table and the pictures.\n\n"
+                    "example: hiclust report runs/demo --out report.html",
+    )
+    p.add_argument("run_dir", help="run directory written by 'hiclust train'")
+    p.add_argument("--out", help="output HTML file (default RUN_DIR/report.html)")
+    p.add_argument("--max-images-per-node", type=int, default=24, help="sample images embedded per node (default 24)")
+    p.add_argument("--max-mb", type=float, default=18.0,
+                   help="budget for the embedded sample images in MB; fewer per node when exceeded (default 18)")
+    p.add_argument("--no-figures", action="store_true", help="leave out the static PNG pictures")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda")
+    p.set_defaults(func=_cmd_report)
+
+    p = subparsers.add_parser(
+        "predict", help="assign new images to clusters with their root-to-leaf paths (CSV)", formatter_class=fmt,
+        description="Route new images through the run's tree and write one CSV row per image:\n"
+                    "  input             file name (relative to the folder) or row index of the .npy array\n"
+                    "  label             class sub-folder name (only for folders with class sub-folders)\n"
+                    "  cluster           leaf id 0..K-1 (= CoHiClust.predict)\n"
+                    "  path              root-to-leaf path, e.g. 'L R R L' (L = left, R = right)\n"
+                    "  leaf_probability  probability of that leaf, renormalized over the kept leaves (= predict_proba)\n"
+                    "  path_probability  product of the decisions on the path (unnormalized; equal to\n"
+                    "                    leaf_probability when no leaf was pruned)\n"
+                    "  p_step_1..T       probability of the branch taken at each node of the path\n\n"
+                    "The images must have the shape the model was trained on (use --image-size to resize).\n\n"
+                    "example: hiclust predict runs/mnist --input new_digits/ --out predictions.csv",
+    )
+    p.add_argument("run_dir", help="run directory written by 'hiclust train'")
+    p.add_argument("--input", required=True, metavar="PATH",
+                   help="a folder of images (flat, or one sub-folder per class) or a .npy array of images")
+    p.add_argument("--out", default="predictions.csv", help="output CSV (default predictions.csv)")
+    p.add_argument("--image-size", type=int, default=None, help="resize every input image to this size (square)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda")
+    p.set_defaults(func=_cmd_predict)
