@@ -280,3 +280,21 @@ def test_resume_with_more_epochs_continues_the_clustering_phase(digits, tmp_path
     # a run that already reached its epochs is not trained further when resumed unchanged
     again = DEC(epochs=4, **params).fit(sub, checkpoint=ck, resume=True)
     assert again.n_iter_ == 8 and np.array_equal(again.labels_, longer.labels_)
+
+
+def test_pretrained_autoencoder_is_reused(digits, tmp_path):
+    sub = digits.subset(np.arange(300))
+    params = dict(n_clusters=5, **{**SMALL, "hidden_dims": (32, 32), "update_interval": 2})
+    ae = DEC(pretrain_epochs=3, epochs=0, **params).fit(sub)
+    assert ae.n_iter_ == 0
+    ae.save(tmp_path / "ae.pt")
+    # same architecture: no pre-training, the k-means start equals the saved model's
+    reuse = IDEC(pretrained=str(tmp_path / "ae.pt"), pretrain_epochs=50, epochs=0, **params).fit(sub)
+    assert not any(h["phase"] == "pretrain" for h in reuse.history_)
+    assert reuse.history_[0]["phase"] == "pretrained" and reuse.history_[0]["pretrain_epochs"] == 3
+    assert np.array_equal(reuse.init_labels_, ae.init_labels_)
+    np.testing.assert_allclose(reuse.transform(sub), ae.transform(sub), rtol=1e-5, atol=1e-6)
+    with pytest.raises(Exception, match="hidden_dims"):
+        DEC(pretrained=str(tmp_path / "ae.pt"), epochs=0, **{**params, "hidden_dims": (16, 16)}).fit(sub)
+    with pytest.raises(FileNotFoundError):
+        DEC(pretrained=str(tmp_path / "missing.pt"), **params).check_params(sub)

@@ -224,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo", help="run directory (default runs/demo; replaced if it exists)")
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs (200; a quarter of them are NT-Xent pre-training)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda")
+    # The demo's network is tiny (8x8 inputs): a second CPU thread gains little, and on a machine
+    # whose cores are busy, two threads can make it many times slower.
+    p.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default 1)")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("train", help="train a method on a dataset into a run directory")
@@ -239,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=10, help="epochs between checkpoints (default 10)")
     p.add_argument("--image-size", type=int, default=None, help="resize every image to this size on load (image folders of mixed sizes)")
     p.add_argument("--strict", action="store_true", help="fail on unreadable image files instead of skipping them")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice, one per core)")
     _add_param_flags(p)
     p.set_defaults(func=_cmd_train)
 
@@ -255,6 +259,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    threads = getattr(args, "threads", None)
+    if threads is not None:
+        if threads < 1:
+            parser.error("--threads must be >= 1")
+        import torch
+
+        torch.set_num_threads(threads)
     try:
         return args.func(args)
     except (ValueError, OSError, RuntimeError, TypeError, FloatingPointError) as exc:

@@ -153,6 +153,8 @@ class SimCLR(NetEstimatorMixin, ClusterMixin, BaseEstimator):
 
         data = prepare_data(X, y)
         self._validate(data.x.shape[0])
+        for stale in ("labels_", "hierarchy_", "point_linkage_", "cluster_centers_"):  # from an earlier fit
+            self.__dict__.pop(stale, None)
         self.device_ = resolve_device(self.device)
         seed_everything(self.seed)
         gens = {
