@@ -19,20 +19,20 @@ EXTENSIONS: list[str] = [
 ]
 
 # Command-line flags that override estimator parameters: flag → (param, type).
-PARAM_FLAGS: dict[str, tuple[str, type]] = {
-    "--n-clusters": ("n_clusters", int),
-    "--depth": ("depth", int),
-    "--backbone": ("backbone", str),
-    "--epochs": ("epochs", int),
-    "--pretrain-epochs": ("pretrain_epochs", int),
-    "--prune-start": ("prune_start", int),
-    "--batch-size": ("batch_size", int),
-    "--lr": ("lr", float),
-    "--weight-decay": ("weight_decay", float),
-    "--lr-schedule": ("lr_schedule", str),
-    "--crop-size": ("image_size", int),
-    "--device": ("device", str),
-    "--seed": ("seed", int),
+PARAM_FLAGS: dict[str, tuple[str, type, str]] = {
+    "--n-clusters": ("n_clusters", int, "number of clusters K (leaves kept after pruning)"),
+    "--depth": ("depth", int, "depth T of the CoHiClust tree (2^T leaves before pruning)"),
+    "--backbone": ("backbone", str, "auto, smallcnn, resnet18, resnet34, resnet50 or mlp"),
+    "--epochs": ("epochs", int, "total training epochs (pre-training included)"),
+    "--pretrain-epochs": ("pretrain_epochs", int, "epochs of NT-Xent alone before the tree terms"),
+    "--prune-start": ("prune_start", int, "0-based epoch at whose end pruning starts (one leaf per epoch)"),
+    "--batch-size": ("batch_size", int, "images per batch (global batch)"),
+    "--lr": ("lr", float, "Adam learning rate"),
+    "--weight-decay": ("weight_decay", float, "Adam weight decay"),
+    "--lr-schedule": ("lr_schedule", str, "learning-rate schedule: cosine (default: constant lr, as the reference)"),
+    "--crop-size": ("image_size", int, "side of the augmented crops the network sees (default: image size)"),
+    "--device": ("device", str, "auto (CUDA if available), cpu, cuda, cuda:N"),
+    "--seed": ("seed", int, "random seed"),
 }
 
 
@@ -85,10 +85,26 @@ def run_training(
     from hiclust.methods import make_estimator
     from hiclust.runs import prepare_run_dir
 
+    from hiclust import distributed as dist_utils
+
     if not isinstance(checkpoint_every, int) or checkpoint_every < 1:
         raise ValueError(f"--checkpoint-every must be a positive number of epochs, got {checkpoint_every!r}")
+    # Under torchrun only rank 0 downloads and writes; the others wait where they would race it.
+    main_rank = dist_utils.is_main()
+    if download and not main_rank:
+        dist_utils.barrier()
     data = load_run_data(config, download)
+    if download and main_rank:
+        dist_utils.barrier()
     model = make_estimator(config.method, dict(config.params))
+    if dist_utils.is_distributed():
+        from hiclust.methods.cohiclust import CoHiClust
+
+        if not isinstance(model, CoHiClust):
+            raise ValueError(
+                f"data-parallel training (torchrun, {dist_utils.world_size()} processes) is implemented for "
+                f"cohiclust only, not {config.method!r}; run it in a single process (without torchrun)"
+            )
     if hasattr(model, "check_params"):
         model.check_params(data)
     checkpoint = Path(run_dir) / "checkpoint.pt"
@@ -98,7 +114,10 @@ def run_training(
 
         saved_config, _ = load_checkpoint(checkpoint, expected_class=type(model).__name__)
         model._check_resume_config(saved_config, checkpoint)
-    run_dir = prepare_run_dir(run_dir, config, overwrite=overwrite, resume=resume)
+    if main_rank:
+        run_dir = prepare_run_dir(run_dir, config, overwrite=overwrite, resume=resume)
+    dist_utils.barrier()  # the run directory (and a resumed checkpoint) exists before any rank trains
+    run_dir = Path(run_dir)
 
     def write_history(_record: dict[str, Any]) -> None:
         lines = "".join(json.dumps(r) + "\n" for r in model.history_)
@@ -108,6 +127,8 @@ def run_training(
         data, checkpoint=run_dir / "checkpoint.pt", checkpoint_every=checkpoint_every, resume=resume,
         callback=write_history,
     )
+    if not main_rank:
+        return model, None
     model.save(run_dir / "model.pt")
     metrics = None
     if data.labels is not None:
@@ -148,8 +169,9 @@ def _print_metrics(metrics: dict[str, float], prefix: str = "") -> None:
 
 def _add_param_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("estimator parameters (override the config)")
-    for flag, (param, typ) in PARAM_FLAGS.items():
-        g.add_argument(flag, dest=f"param_{param}", type=typ, default=None, help=f"'{param}'")
+    for flag, (param, typ, text) in PARAM_FLAGS.items():
+        g.add_argument(flag, dest=f"param_{param}", type=typ, default=None, metavar=typ.__name__.upper(),
+                       help=f"{text} (parameter {param!r})")
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -203,7 +225,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )
     if metrics:
         _print_metrics(metrics)
-    print(f"run directory: {out}")
+    from hiclust.distributed import is_main
+
+    if is_main():
+        print(f"run directory: {out}")
     return 0
 
 
@@ -266,6 +291,10 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(threads)
+    from hiclust import distributed as dist_utils
+
+    # Under torchrun (WORLD_SIZE > 1): join the process group; DDP training, rank 0 writes.
+    started_group = not dist_utils.is_distributed() and dist_utils.init_from_env()
     try:
         return args.func(args)
     except (ValueError, OSError, RuntimeError, TypeError, FloatingPointError) as exc:
@@ -276,6 +305,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"hiclust {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if started_group:
+            import torch.distributed
+
+            torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

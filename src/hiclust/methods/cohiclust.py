@@ -13,6 +13,7 @@ import torch
 from sklearn.base import BaseEstimator, ClusterMixin
 from torch import nn
 
+from hiclust import distributed as dist_utils
 from hiclust.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint, CheckpointError
 from hiclust.losses import cohiloss, leaf_probabilities, nt_xent, tree_balance_loss
 from hiclust.methods.base import DeepClustererMixin, PreparedData, default_depth, prepare_data, seed_everything
@@ -38,6 +39,20 @@ class CoHiClustNet(nn.Module):
         """(B, ...) → (h (B, d), z (B, projection_dim), decisions (B, 2^T − 1))."""
         h = self.backbone(x)
         return h, self.projection(h), self.tree(h)
+
+
+class _TrainForward(nn.Module):
+    """What DistributedDataParallel wraps: returns only the outputs that enter the loss, (z,) in
+    NT-Xent pre-training or (z, decisions) after it, so DDP (find_unused_parameters) sees the tree
+    head as unused during pre-training instead of waiting for gradients that never come."""
+
+    def __init__(self, net: CoHiClustNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor, with_tree: bool) -> tuple[torch.Tensor, ...]:
+        _, z, decisions = self.net(x)
+        return (z, decisions) if with_tree else (z,)
 
 
 class CoHiClust(DeepClustererMixin, ClusterMixin, BaseEstimator):
@@ -234,7 +249,12 @@ class CoHiClust(DeepClustererMixin, ClusterMixin, BaseEstimator):
             y: optional labels, used only to record metrics in ``history_``.
             checkpoint: file to write atomically every ``checkpoint_every`` epochs and at the end.
             resume: continue from ``checkpoint`` if it exists (same configuration required).
-            callback: called with each epoch's history record.
+            callback: called with each epoch's history record (on rank 0 only under torchrun).
+
+        Under ``torchrun`` (``hiclust.distributed.init_from_env`` called first), training is data
+        parallel with DDP: ``batch_size`` is the global batch, each rank takes a contiguous shard,
+        losses are computed over the gathered global batch (gradients equal a single process's,
+        up to per-rank BatchNorm statistics), and only rank 0 writes the checkpoint.
         """
         data = prepare_data(X, y)
         n = data.x.shape[0]
@@ -242,9 +262,19 @@ class CoHiClust(DeepClustererMixin, ClusterMixin, BaseEstimator):
         if checkpoint is not None and (not isinstance(checkpoint_every, (int, np.integer)) or checkpoint_every < 1):
             raise ValueError(f"checkpoint_every must be a positive integer (epochs), got {checkpoint_every!r}")
         self.device_ = resolve_device(self.device)
+        # Data parallel (torchrun): batch_size is the global batch, split evenly over the ranks.
+        world, rank = dist_utils.world_size(), dist_utils.rank()
+        if world > 1:
+            if self.batch_size % world:
+                raise ValueError(
+                    f"batch_size={self.batch_size} (the global batch) must be divisible by the {world} processes"
+                )
+            if self.device_.type == "cuda" and self.device_.index is None:
+                self.device_ = torch.device("cuda", torch.cuda.current_device())
         seed_everything(self.seed)
+        # Same seed on every rank: all ranks draw the same global batches and take disjoint shards.
         shuffle_gen = torch.Generator().manual_seed(self.seed)
-        aug_gen = torch.Generator(device=self.device_).manual_seed(self.seed + 1)
+        aug_gen = torch.Generator(device=self.device_).manual_seed(self.seed + 1 + rank)
 
         x = data.x
         if data.is_image:
@@ -269,31 +299,56 @@ class CoHiClust(DeepClustererMixin, ClusterMixin, BaseEstimator):
         start_epoch = 0
         if resume and checkpoint is not None and Path(checkpoint).exists():
             start_epoch = self._restore_training(checkpoint, optimizer, scheduler, shuffle_gen, aug_gen)
+            if world > 1:
+                # The checkpoint holds rank 0's augmentation stream; give every rank its own again.
+                aug_gen.manual_seed(self.seed + 1 + rank + 1_000_003 * start_epoch)
         saved_epoch = start_epoch  # epoch of the checkpoint on disk (0: none from this run)
         balance_weight = 2.0**-depth if self.balance_weight is None else self.balance_weight
         mass = torch.zeros(n_leaves, device=self.device_)
         x_dev = x.to(self.device_) if data.is_image else ((x.to(self.device_) - self.feature_mean_) / self.feature_std_)
         use_amp = self.device_.type == "cuda"
+        train_net: nn.Module = self.model_
+        if world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            train_net = DistributedDataParallel(
+                _TrainForward(self.model_), device_ids=[self.device_.index] if self.device_.type == "cuda" else None,
+                find_unused_parameters=start_epoch < pretrain,  # the tree head idles in pre-training only
+            )
 
         def step(batch: torch.Tensor, epoch: int) -> dict[str, torch.Tensor]:
+            if world > 1:
+                per_rank = batch.shape[0] // world  # this rank's contiguous shard of the global batch
+                batch = batch[rank * per_rank : (rank + 1) * per_rank]
             b = batch.shape[0]
+            with_tree = epoch >= pretrain
             views = torch.cat((augment(batch, generator=aug_gen), augment(batch, generator=aug_gen)))
             with torch.autocast(self.device_.type, dtype=torch.bfloat16, enabled=use_amp):
-                _, z, decisions = self.model_(views)
-            z, decisions = z.float(), decisions.float()
-            terms = {"nt_xent": nt_xent(z[:b], z[b:], self.temperature)}
+                outs = train_net(views, with_tree) if world > 1 else self.model_(views)[1:]
+            # [z_a, z_b] (+ [d_a, d_b]): row j of each half comes from the same image.
+            halves = [half for out in outs for half in (out[:b].float(), out[b:].float())]
+            if world > 1:
+                # Losses over the GLOBAL batch: gather every rank's rows, keeping gradients (one
+                # collective for all four tensors). Gradient scaling: see hiclust.distributed.
+                widths = [t.shape[1] for t in halves]
+                halves = list(dist_utils.all_gather_with_grad(torch.cat(halves, dim=1)).split(widths, dim=1))
+            z_a, z_b = halves[0], halves[1]
+            terms = {"nt_xent": nt_xent(z_a, z_b, self.temperature)}
             loss = self.nt_xent_weight * terms["nt_xent"]
-            if epoch >= pretrain:
-                terms["cohiloss"] = cohiloss(decisions[:b], decisions[b:], self.leaf_mask_, self.cohiloss_form)
-                terms["balance"] = tree_balance_loss(decisions[:b], decisions[b:], self.leaf_mask_)
+            if with_tree:
+                d_a, d_b = halves[2], halves[3]
+                terms["cohiloss"] = cohiloss(d_a, d_b, self.leaf_mask_, self.cohiloss_form)
+                terms["balance"] = tree_balance_loss(d_a, d_b, self.leaf_mask_)
                 loss = loss + terms["cohiloss"] + balance_weight * terms["balance"]
-                mass.add_(leaf_probabilities(decisions.detach(), self.leaf_mask_).sum(0))
+                # Gathered rows: the mass is the global batch's on every rank, so all prune alike.
+                mass.add_(leaf_probabilities(torch.cat((d_a, d_b)).detach(), self.leaf_mask_).sum(0))
             terms["loss"] = loss
             return terms
 
         def on_epoch_end(epoch: int, logs: dict[str, float]) -> None:
             nonlocal saved_epoch
             record: dict[str, Any] = {"epoch": epoch + 1, **logs}
+            dist_utils.broadcast_buffers(self.model_)  # rank 0's BatchNorm statistics everywhere
             if prune_start <= epoch < prune_start + (n_leaves - self.n_clusters):
                 masked = torch.where(self.leaf_mask_ > 0, mass, torch.full_like(mass, math.inf))
                 leaf = int(torch.argmin(masked))
@@ -308,10 +363,10 @@ class CoHiClust(DeepClustererMixin, ClusterMixin, BaseEstimator):
                 pred = self._predict_prepared(data.x)
                 record.update({k: v for k, v in evaluate(data.labels.numpy(), pred).items() if k in ("acc", "nmi", "ari")})
             self.history_.append(record)
-            if self.verbose:
+            if self.verbose and dist_utils.is_main():
                 shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())
                 print(f"[CoHiClust] {shown}", file=sys.stderr, flush=True)
-            if callback is not None:
+            if callback is not None and dist_utils.is_main():
                 callback(record)
             if checkpoint is not None and ((epoch + 1) % checkpoint_every == 0 or last):
                 self._save_training(checkpoint, optimizer, scheduler, shuffle_gen, aug_gen, epoch + 1)
@@ -320,9 +375,9 @@ class CoHiClust(DeepClustererMixin, ClusterMixin, BaseEstimator):
         if start_epoch < self.epochs:
             try:
                 train_loop(
-                    self.model_, step, x_dev, optimizer=optimizer, epochs=self.epochs, batch_size=self.batch_size,
+                    train_net, step, x_dev, optimizer=optimizer, epochs=self.epochs, batch_size=self.batch_size,
                     shuffle_generator=shuffle_gen, start_epoch=start_epoch, scheduler=scheduler,
-                    on_epoch_end=on_epoch_end, progress=self.verbose, desc="CoHiClust",
+                    on_epoch_end=on_epoch_end, progress=self.verbose and dist_utils.is_main(), desc="CoHiClust",
                 )
             except NonFiniteLossError as exc:
                 if checkpoint is None:
@@ -416,7 +471,8 @@ class CoHiClust(DeepClustererMixin, ClusterMixin, BaseEstimator):
             optimizer=optimizer.state_dict(), epoch=epoch, rng=capture_rng_state(shuffle_gen),
             aug_rng=aug_gen.get_state(), scheduler=None if scheduler is None else scheduler.state_dict(),
         )
-        save_checkpoint(path, model_class=type(self).__name__, config=self._config(), state=state)
+        if dist_utils.is_main():  # every rank checked finiteness above; one writes
+            save_checkpoint(path, model_class=type(self).__name__, config=self._config(), state=state)
 
     def _check_resume_config(self, config: dict[str, Any], path: Any) -> None:
         """Raises CheckpointError naming every parameter in which checkpoint ``config`` differs."""
