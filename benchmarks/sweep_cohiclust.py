@@ -8,7 +8,7 @@ them with load_dataset(...).images/.labels), runs each config of CONFIGS.json (a
 "aug": digits-preset overrides}) and prints one JSON line per run (also to $OUT/sweep.jsonl).
 The configurations of the H200 sweep in RESULTS.md are in results/sweep_digits_h200_configs.json.
 """
-import json, os, sys, time, itertools
+import json, os, sys, time
 import multiprocessing as mp
 import numpy as np
 

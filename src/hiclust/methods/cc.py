@@ -1,14 +1,8 @@
-"""CC: Contrastive Clustering (Li et al., AAAI 2021; SPEC.md §2).
-
-Also holds :class:`NetEstimatorMixin`, the input/persistence plumbing shared by the estimators
-of this module, ``simclr.py`` and ``dec.py`` (standardizing features, the evaluation transform,
-config/state round trips, resume checks), so that each method file holds only its model and loss.
-"""
+"""CC: Contrastive Clustering (Li et al., AAAI 2021; SPEC.md §2)."""
 
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,198 +12,12 @@ import torch
 from sklearn.base import BaseEstimator, ClusterMixin
 from torch import nn
 
-from hiclust.checkpoint import CheckpointError, capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from hiclust.losses import cluster_contrastive_loss, cluster_entropy, nt_xent
-from hiclust.methods.base import DeepClustererMixin, PreparedData, prepare_data, seed_everything
-from hiclust.nn import BACKBONES, MLP, ClusterHead, ProjectionHead, build_backbone, default_backbone
+from hiclust.methods.base import NetEstimatorMixin, prepare_data, seed_everything
+from hiclust.nn import BACKBONES, ClusterHead, ProjectionHead
 from hiclust.train import resolve_device, train_loop
 
-__all__ = ["ContrastiveClustering", "CCNet", "NetEstimatorMixin"]
-
-
-# ------------------------------------------------------------------------------------------------
-# shared plumbing
-# ------------------------------------------------------------------------------------------------
-class NetEstimatorMixin(DeepClustererMixin):
-    """Input handling and persistence shared by the torch estimators.
-
-    Subclasses define ``_build_model()`` (from ``input_shape_``/``image_size_``), ``_state()``
-    (extra fitted state, tensors and plain data only) and ``_load_state(state, path)``.
-    Images are fed as uint8 and converted per batch on the device (``to_float``); feature
-    matrices are standardized with the training mean/std (``feature_mean_``/``feature_std_``).
-    """
-
-    # Parameters that may differ when resuming a checkpoint (they do not change the result).
-    _RESUME_FREE = ("verbose", "epochs", "device", "eval_every")
-    _LOG_NAME = "model"
-
-    # -------------------------------------------------------------------------- inputs
-    def _setup_inputs(self, data: PreparedData, image_size: int | None = None) -> torch.Tensor:
-        """Records the input geometry and returns the training tensor on ``device_``."""
-        x = data.x
-        if data.is_image:
-            self.image_size_ = int(image_size or x.shape[-1])
-            self.feature_mean_ = self.feature_std_ = None
-            out = x.to(self.device_)
-        else:
-            self.image_size_ = None
-            self.feature_mean_ = x.mean(0).to(self.device_)
-            self.feature_std_ = x.std(0).clamp_min(1e-6).to(self.device_)
-            out = (x.to(self.device_) - self.feature_mean_) / self.feature_std_
-        self.input_shape_ = tuple(int(s) for s in x.shape[1:])
-        return out
-
-    def _eval_input(self, batch: torch.Tensor) -> torch.Tensor:
-        """Deterministic transform of a raw batch (uint8 images or raw features) to model input."""
-        if batch.ndim == 2:
-            return (batch.float() - self.feature_mean_) / self.feature_std_
-        from hiclust.data.augment import to_float
-
-        return to_float(batch, self.image_size_)
-
-    def _prepare_like_fit(self, X: Any) -> torch.Tensor:
-        self._check_is_fitted()
-        x = prepare_data(X).x
-        if tuple(x.shape[1:]) != self.input_shape_:
-            raise ValueError(
-                f"this model was fitted on inputs of shape {self.input_shape_} per sample, got {tuple(x.shape[1:])}"
-            )
-        return x
-
-    def _backbone_for(self, shape: tuple[int, ...], image_size: int) -> nn.Module:
-        """The backbone f for inputs of per-sample ``shape`` (a custom module is used as is)."""
-        backbone = self.backbone
-        if isinstance(backbone, nn.Module):
-            if not hasattr(backbone, "feature_dim"):
-                raise TypeError("a custom backbone module needs a 'feature_dim' attribute (size of its output)")
-            return backbone
-        if len(shape) == 1:
-            if backbone not in ("auto", "mlp"):
-                raise ValueError(f"feature matrices use the 'mlp' backbone, not {backbone!r}")
-            return MLP(shape[0])
-        name = default_backbone(shape[0], image_size) if backbone == "auto" else backbone
-        return build_backbone(name, shape[0], image_size)
-
-    # -------------------------------------------------------------------------- logging
-    def _emit(self, record: dict[str, Any], callback: Callable[[dict[str, Any]], None] | None) -> None:
-        self.history_.append(record)
-        if self.verbose:
-            shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())
-            print(f"[{self._LOG_NAME}] {shown}", file=sys.stderr, flush=True)
-        if callback is not None:
-            callback(record)
-
-    def _label_metrics(self, labels: torch.Tensor | None, pred: np.ndarray) -> dict[str, float]:
-        if labels is None:
-            return {}
-        from hiclust.metrics import evaluate
-
-        return {k: v for k, v in evaluate(labels.numpy(), pred).items() if k in ("acc", "nmi", "ari")}
-
-    # -------------------------------------------------------------------------- persistence
-    def _config(self) -> dict[str, Any]:
-        params = self.get_params()
-        for key, value in params.items():
-            if isinstance(value, nn.Module):
-                params[key] = f"custom:{type(value).__name__}"
-            elif isinstance(value, tuple):
-                params[key] = list(value)  # JSON has no tuples; keep configs comparable
-        return params
-
-    def _io_state(self) -> dict[str, Any]:
-        return {
-            "model": self.model_.state_dict(),
-            "history": self.history_,
-            "input_shape": list(self.input_shape_),
-            "image_size": self.image_size_,
-            "feature_mean": None if self.feature_mean_ is None else self.feature_mean_.cpu(),
-            "feature_std": None if self.feature_std_ is None else self.feature_std_.cpu(),
-        }
-
-    def _restore_io_state(self, state: dict[str, Any], path: Any) -> None:
-        """Loads weights and history into an already built ``model_`` (shapes checked)."""
-        if list(self.input_shape_) != list(state["input_shape"]):
-            raise CheckpointError(
-                f"{path} was trained on inputs of shape {tuple(state['input_shape'])}; this run has {self.input_shape_}"
-            )
-        try:
-            self.model_.load_state_dict(state["model"])
-        except RuntimeError as exc:
-            raise CheckpointError(f"{path} does not fit this model's layers: {exc}") from None
-        self.history_ = list(state["history"])
-
-    def _check_resume_config(self, config: dict[str, Any], path: Any) -> None:
-        mine = self._config()
-        diff = {k: (config.get(k), v) for k, v in mine.items() if k not in self._RESUME_FREE and config.get(k) != v}
-        if diff:
-            raise CheckpointError(
-                f"cannot resume from {path}: its configuration differs in "
-                + ", ".join(f"{k} (checkpoint {a!r}, now {b!r})" for k, (a, b) in diff.items())
-            )
-
-    def _state(self) -> dict[str, Any]:
-        return {}
-
-    def _load_state(self, state: dict[str, Any], path: Any) -> None:
-        pass
-
-    def _full_state(self) -> dict[str, Any]:
-        state = self._io_state()
-        state.update(self._state())
-        return state
-
-    def save(self, path: str | Path) -> None:
-        """Writes the fitted model (weights, fitted state, config; no optimizer) atomically."""
-        self._check_is_fitted()
-        save_checkpoint(path, model_class=type(self).__name__, config=self._config(), state=self._full_state())
-
-    @classmethod
-    def load(cls, path: str | Path, device: str = "auto"):
-        """Loads a model written by ``save`` or a training checkpoint (safe: weights_only)."""
-        config, state = load_checkpoint(path, expected_class=cls.__name__)
-        for key, value in config.items():
-            if isinstance(value, str) and value.startswith("custom:"):
-                raise CheckpointError(
-                    f"{path} used a custom {key} module ({value}); rebuild the estimator with it and "
-                    "load the weights from the checkpoint's state['model'] instead"
-                )
-        config["device"] = device
-        est = cls(**config)
-        est.device_ = resolve_device(device)
-        est.input_shape_ = tuple(int(s) for s in state["input_shape"])
-        est.image_size_ = state["image_size"]
-        fm, fs = state["feature_mean"], state["feature_std"]
-        est.feature_mean_ = None if fm is None else fm.to(est.device_)
-        est.feature_std_ = None if fs is None else fs.to(est.device_)
-        est.model_ = est._build_model().to(est.device_)
-        est._restore_io_state(state, path)
-        est._load_state(state, path)
-        return est
-
-    def _save_training(self, path: Any, optimizer: torch.optim.Optimizer, generators: dict[str, torch.Generator],
-                       progress: dict[str, Any]) -> None:
-        state = self._full_state()
-        state.update(optimizer=optimizer.state_dict(), rng=capture_rng_state(), progress=progress)
-        state["generators"] = {k: g.get_state() for k, g in generators.items()}
-        save_checkpoint(path, model_class=type(self).__name__, config=self._config(), state=state)
-
-    def _restore_training(self, path: Any, generators: dict[str, torch.Generator]) -> tuple[dict[str, Any], Any]:
-        """Restores model, fitted state and RNGs from a training checkpoint.
-
-        Returns (the saved ``progress`` dict, the optimizer state dict to load into the optimizer
-        of the phase that ``progress`` names).
-        """
-        config, state = load_checkpoint(path, expected_class=type(self).__name__)
-        if "progress" not in state:
-            raise CheckpointError(f"{path} is a saved model, not a training checkpoint; it cannot be resumed")
-        self._check_resume_config(config, path)
-        self._restore_io_state(state, path)
-        self._load_state(state, path)
-        restore_rng_state(state["rng"])
-        for k, g in generators.items():
-            if k in state.get("generators", {}):
-                g.set_state(state["generators"][k])
-        return dict(state["progress"]), state["optimizer"]
+__all__ = ["ContrastiveClustering", "CCNet"]
 
 
 # ------------------------------------------------------------------------------------------------

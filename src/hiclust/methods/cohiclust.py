@@ -16,7 +16,7 @@ from torch import nn
 from hiclust import distributed as dist_utils
 from hiclust.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint, CheckpointError
 from hiclust.losses import cohiloss, leaf_probabilities, nt_xent, tree_balance_loss
-from hiclust.methods.base import DeepClustererMixin, PreparedData, default_depth, prepare_data, seed_everything
+from hiclust.methods.base import DeepClustererMixin, default_depth, prepare_data, seed_everything
 from hiclust.nn import BACKBONES, ProjectionHead, TreeHead, build_backbone, default_backbone
 from hiclust.train import NonFiniteLossError, resolve_device, train_loop
 

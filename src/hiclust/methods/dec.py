@@ -51,8 +51,7 @@ from hiclust.losses.dec import (
     student_t_assignment,
     target_distribution,
 )
-from hiclust.methods.base import PreparedData, prepare_data, seed_everything
-from hiclust.methods.cc import NetEstimatorMixin
+from hiclust.methods.base import NetEstimatorMixin, PreparedData, prepare_data, seed_everything
 from hiclust.train import resolve_device, train_loop
 
 __all__ = ["DEC", "IDEC", "DECNet", "MLPAutoEncoder", "ConvAutoEncoder"]

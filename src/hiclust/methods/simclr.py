@@ -20,8 +20,7 @@ from torch import nn
 
 from hiclust.losses import nt_xent
 from hiclust.losses.dec import student_t_assignment
-from hiclust.methods.base import prepare_data, seed_everything
-from hiclust.methods.cc import NetEstimatorMixin
+from hiclust.methods.base import NetEstimatorMixin, prepare_data, seed_everything
 from hiclust.nn import BACKBONES, ProjectionHead
 from hiclust.train import resolve_device, train_loop
 
