@@ -320,6 +320,32 @@ class NetEstimatorMixin(DeepClustererMixin):
         state["generators"] = {k: g.get_state() for k, g in generators.items()}
         save_checkpoint(path, model_class=type(self).__name__, config=self._config(), state=state)
 
+    def _start_augmented_fit(
+        self, data: PreparedData, checkpoint: str | Path | None, resume: bool
+    ) -> tuple[torch.Tensor, nn.Module, torch.optim.Optimizer, dict[str, torch.Generator], int]:
+        """Common start of the contrastive fits (CC, SimCLR): device, seeds, generators, inputs,
+        model, augmentation, Adam, and the resumed state when ``resume`` finds ``checkpoint``.
+
+        Returns (training tensor on the device, augmentation, optimizer, generators, start epoch).
+        """
+        self.device_ = resolve_device(self.device)
+        seed_everything(self.seed)
+        gens = {
+            "shuffle": torch.Generator().manual_seed(self.seed),
+            "augment": torch.Generator(device=self.device_).manual_seed(self.seed + 1),
+        }
+        x_dev = self._setup_inputs(data, self.image_size)
+        self.model_ = self._build_model().to(self.device_)
+        augment = self._make_augment(data, self.image_size_ or 0).to(self.device_)
+        optimizer = torch.optim.Adam(self.model_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        self.history_: list[dict[str, Any]] = []
+        start_epoch = 0
+        if resume and checkpoint is not None and Path(checkpoint).exists():
+            progress, opt_state = self._restore_training(checkpoint, gens)
+            optimizer.load_state_dict(opt_state)
+            start_epoch = int(progress["epoch"])
+        return x_dev, augment, optimizer, gens, start_epoch
+
     def _restore_training(self, path: Any, generators: dict[str, torch.Generator]) -> tuple[dict[str, Any], Any]:
         """Restores model, fitted state and RNGs from a training checkpoint.
 

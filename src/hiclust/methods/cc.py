@@ -13,9 +13,9 @@ from sklearn.base import BaseEstimator, ClusterMixin
 from torch import nn
 
 from hiclust.losses import cluster_contrastive_loss, cluster_entropy, nt_xent
-from hiclust.methods.base import NetEstimatorMixin, prepare_data, seed_everything
+from hiclust.methods.base import NetEstimatorMixin, prepare_data
 from hiclust.nn import BACKBONES, ClusterHead, ProjectionHead
-from hiclust.train import resolve_device, train_loop
+from hiclust.train import train_loop
 
 __all__ = ["ContrastiveClustering", "CCNet"]
 
@@ -159,22 +159,7 @@ class ContrastiveClustering(NetEstimatorMixin, ClusterMixin, BaseEstimator):
         """
         data = prepare_data(X, y)
         self._validate(data.x.shape[0])
-        self.device_ = resolve_device(self.device)
-        seed_everything(self.seed)
-        gens = {
-            "shuffle": torch.Generator().manual_seed(self.seed),
-            "augment": torch.Generator(device=self.device_).manual_seed(self.seed + 1),
-        }
-        x_dev = self._setup_inputs(data, self.image_size)
-        self.model_ = self._build_model().to(self.device_)
-        augment = self._make_augment(data, self.image_size_ or 0).to(self.device_)
-        optimizer = torch.optim.Adam(self.model_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        self.history_: list[dict[str, Any]] = []
-        start_epoch = 0
-        if resume and checkpoint is not None and Path(checkpoint).exists():
-            progress, opt_state = self._restore_training(checkpoint, gens)
-            optimizer.load_state_dict(opt_state)
-            start_epoch = int(progress["epoch"])
+        x_dev, augment, optimizer, gens, start_epoch = self._start_augmented_fit(data, checkpoint, resume)
         log_m = math.log(self.n_clusters)
         use_amp = self.device_.type == "cuda"
 

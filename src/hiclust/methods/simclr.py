@@ -20,9 +20,9 @@ from torch import nn
 
 from hiclust.losses import nt_xent
 from hiclust.losses.dec import student_t_assignment
-from hiclust.methods.base import NetEstimatorMixin, prepare_data, seed_everything
+from hiclust.methods.base import NetEstimatorMixin, prepare_data
 from hiclust.nn import BACKBONES, ProjectionHead
-from hiclust.train import resolve_device, train_loop
+from hiclust.train import train_loop
 
 __all__ = ["SimCLR", "SimCLRNet"]
 
@@ -154,22 +154,7 @@ class SimCLR(NetEstimatorMixin, ClusterMixin, BaseEstimator):
         self._validate(data.x.shape[0])
         for stale in ("labels_", "hierarchy_", "point_linkage_", "cluster_centers_"):  # from an earlier fit
             self.__dict__.pop(stale, None)
-        self.device_ = resolve_device(self.device)
-        seed_everything(self.seed)
-        gens = {
-            "shuffle": torch.Generator().manual_seed(self.seed),
-            "augment": torch.Generator(device=self.device_).manual_seed(self.seed + 1),
-        }
-        x_dev = self._setup_inputs(data, self.image_size)
-        self.model_ = self._build_model().to(self.device_)
-        augment = self._make_augment(data, self.image_size_ or 0).to(self.device_)
-        optimizer = torch.optim.Adam(self.model_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        self.history_: list[dict[str, Any]] = []
-        start_epoch = 0
-        if resume and checkpoint is not None and Path(checkpoint).exists():
-            progress, opt_state = self._restore_training(checkpoint, gens)
-            optimizer.load_state_dict(opt_state)
-            start_epoch = int(progress["epoch"])
+        x_dev, augment, optimizer, gens, start_epoch = self._start_augmented_fit(data, checkpoint, resume)
         use_amp = self.device_.type == "cuda"
 
         def step(batch: torch.Tensor, epoch: int) -> dict[str, torch.Tensor]:
