@@ -1,4 +1,4 @@
-"""Losses as pure functions of tensors."""
+"""Losses as pure functions of tensors, and each method's loss as an ``nn.Module`` (:mod:`hiclust.losses.modules`)."""
 
 from hiclust.losses.contrastive import cluster_contrastive_loss, cluster_entropy, nt_xent
 from hiclust.losses.dec import (
@@ -15,6 +15,7 @@ from hiclust.losses.dec import (
     target_distribution,
     zipf_prior,
 )
+from hiclust.losses.modules import CCLoss, CoHiClustLoss, DECLoss, NTXentLoss
 from hiclust.losses.tree import (
     cohiloss,
     depth_from_decisions,
@@ -44,4 +45,8 @@ __all__ = [
     "ALPHA_SCHEDULES",
     "alpha_schedule",
     "combine_losses",
+    "NTXentLoss",
+    "CoHiClustLoss",
+    "CCLoss",
+    "DECLoss",
 ]
