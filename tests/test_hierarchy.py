@@ -211,7 +211,7 @@ def _assert_same(h: Hierarchy, g: Hierarchy) -> None:
 def test_json_round_trip_exact():
     rng = np.random.default_rng(0)
     h = Hierarchy.from_complete_tree(4, [0, 3, 9])
-    h.fit_points(rng.integers(0, h.n_leaves, 100), rng.integers(0, 5, 100))
+    h = h.fit_points(rng.integers(0, h.n_leaves, 100), rng.integers(0, 5, 100))
     Z = scipy_linkage(rng.normal(size=(20, 3)), "ward")  # irrational heights
     labels, hb = bisecting_kmeans(rng.normal(size=(60, 2)), 6, random_state=0)
     for tree in (h, Hierarchy.from_linkage(Z), hb):
@@ -258,7 +258,7 @@ def test_dp_hierarchy_linkage_brute_force(seed):
     h = Hierarchy.from_complete_tree(3, rng.choice(8, size=seed, replace=False))
     leaf_of = rng.integers(0, h.n_leaves, 40)
     y = rng.integers(0, 3, 40)
-    h.fit_points(leaf_of, y)
+    h = h.fit_points(leaf_of, y)
     dp_h = h.dendrogram_purity()
     dp_z = dendrogram_purity(y, h.to_linkage(), leaf_of=leaf_of)
     assert dp_h == pytest.approx(dp_z, abs=1e-12)
@@ -300,7 +300,7 @@ def test_points_counts_and_contingency():
     h, _ = random_tree(5, 12)
     leaf_of = rng.integers(0, 12, 80)
     y = rng.choice([3, 7, 9], 80)
-    h.fit_points(leaf_of, y)
+    h = h.fit_points(leaf_of, y)
     assert h.classes.tolist() == [3, 7, 9]
     for v in range(h.n_nodes):
         pts = np.flatnonzero(np.isin(leaf_of, h.leaves_under(v)))
@@ -317,7 +317,7 @@ def test_level_metrics_and_super_groups():
     h = Hierarchy.from_complete_tree(2)
     leaf_of = np.repeat(np.arange(4), 5)
     y = np.array([0] * 10 + [1] * 5 + [2] * 5)  # leaves 0,1: class 0; leaf 2: class 1; leaf 3: class 2
-    h.fit_points(leaf_of, y)
+    h = h.fit_points(leaf_of, y)
     lm = h.level_metrics()
     assert [m["n_groups"] for m in lm] == [2, 4]
     assert lm[0]["acc"] == pytest.approx(15 / 20)  # level 1: {0,0} vs {1,2}
@@ -365,7 +365,7 @@ def test_bad_input():
     with pytest.raises(ValueError, match="no points attached"):
         h.points_of(0)
     with pytest.raises(ValueError, match=r"leaf_of must lie in 0\.\.3"):
-        h.fit_points([0, 4])
+        h = h.fit_points([0, 4])
     with pytest.raises(ValueError, match="node must be in"):
         h.children(99)
     with pytest.raises(ValueError, match="one parent"):

@@ -147,7 +147,7 @@ def test_plot_tree_samples_grid(model, digits, tmp_path):
 def test_plot_tree_accepts_hierarchy_with_points(digits):
     h = Hierarchy.from_complete_tree(2, pruned_leaves=[3])
     leaf = np.arange(len(digits)) % 3
-    h.fit_points(leaf)
+    h = h.fit_points(leaf)
     fig = plot_tree(h, digits, show="samples", n_samples=1)
     assert len(fig.axes[0].images) == h.n_nodes
     # without probabilities the sample is the image closest to its leaf's mean
@@ -492,7 +492,7 @@ def test_generic_tree_gets_structural_paths(digits, tmp_path):
     rng = np.random.default_rng(0)
     h = Hierarchy.from_linkage(linkage(rng.normal(size=(7, 3)), "average"))  # no node names
     leaf = np.arange(len(digits)) % 7
-    h.fit_points(leaf)
+    h = h.fit_points(leaf)
     names = node_names(h)
     for v in range(h.n_nodes):  # following each path from the root reaches the node
         u = h.root

@@ -61,15 +61,8 @@ def hierarchy_evaluation(
     """
     if not isinstance(hierarchy, Hierarchy):
         raise TypeError(f"hierarchy must be a hiclust.Hierarchy, got {type(hierarchy).__name__}")
-    t, p = M._pair(y_true, y_pred)
-    if p.min() < 0 or p.max() >= hierarchy.n_leaves:
-        raise ValueError(
-            f"y_pred must hold leaf ids in 0..{hierarchy.n_leaves - 1} (the tree's leaves), got {p.min()}..{p.max()}"
-        )
-    h = Hierarchy(
-        hierarchy.children_array, height=hierarchy.height, level=hierarchy.level, name=hierarchy.name,
-        heap_index=hierarchy.heap_index, leaf_of=p, y=t, source=hierarchy.source,
-    )
+    h = hierarchy.with_points(y_pred, y_true)  # checks: y_pred are leaf ids, one y_true per point
+    t, p = h.y, h.leaf_of
     levels = h.level_metrics()
     for row in levels:  # a handful of levels: leaf purity of each cut
         row["leaf_purity"] = M.leaf_purity(t, h.cut(level=row["level"]))

@@ -28,8 +28,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from hiclust.hierarchy import Hierarchy
-from hiclust.metrics import _subtree_sums
+from hiclust.hierarchy import Hierarchy, subtree_sums
 
 __all__ = [
     "plot_tree",
@@ -160,10 +159,7 @@ def route(
         raise ValueError(f"confidence must have shape ({n},), got {conf.shape}")
 
     labels = None if data.labels is None else data.labels.numpy().astype(np.int64)
-    hp = Hierarchy(
-        h.children_array, height=h.height, level=h.level, name=h.name, heap_index=h.heap_index,
-        leaf_of=pred, y=labels, source=h.source,
-    )
+    hp = h.with_points(pred, labels)
     class_names = None
     class_counts = None
     if labels is not None:
@@ -264,7 +260,7 @@ def node_means(r: Routing, images: torch.Tensor, chunk: int = 8192) -> np.ndarra
         leaf_sum.index_add_(0, pred[s:s + chunk], images[s:s + chunk].double())
     sums = np.zeros((h.n_nodes, *shape), dtype=np.float64)
     sums[: h.n_leaves] = leaf_sum.numpy()
-    sums = _subtree_sums(h.children_array, r.levels, sums)
+    sums = subtree_sums(h.children_array, sums)
     cnt = r.counts.reshape(-1, *([1] * len(shape))).astype(np.float64)
     return np.divide(sums, cnt, out=np.zeros_like(sums), where=cnt > 0)
 
@@ -565,8 +561,7 @@ def plot_contingency(
     """
     h = hierarchy
     if leaf_of is not None:
-        h = Hierarchy(h.children_array, height=h.height, level=h.level, name=h.name, heap_index=h.heap_index,
-                      leaf_of=leaf_of, source=h.source)
+        h = h.with_points(leaf_of)
     table = h.contingency(y)  # (L, classes present), columns = sorted distinct labels
     classes = np.unique(np.asarray(y))
     names = [str(c) if class_names is None or c >= len(class_names) else str(class_names[c]) for c in classes]
