@@ -20,7 +20,7 @@ import pytest
 import torch
 
 WORLD = 2
-LAUNCH_TIMEOUT_S = 120
+LAUNCH_TIMEOUT_S = 240
 
 
 def _free_port() -> int:
@@ -96,6 +96,30 @@ def _worker_unit(out: Path) -> None:
     result["loss"], result["ref_loss"] = float(loss), float(ref)
     result["grad_err"] = max(float((p.grad - g).abs().max()) for p, g in zip(model.parameters(), ref_grads))
     result["grad_scale"] = max(float(g.abs().max()) for g in ref_grads)
+
+    # (3) The loss modules of CC and SimCLR gather their negatives: DDP over the two ranks' halves
+    # gives the parameter gradients of one process on the whole batch.
+    from hiclust.losses import CCLoss, NTXentLoss
+
+    torch.manual_seed(11)
+    proj = torch.nn.Linear(5, 6).double()
+    cases = {  # (the loss as one process computes it, the gathering loss, how outputs split into views)
+        "cc": (CCLoss(3), CCLoss(3, gather_distributed=True),
+               lambda o, b: (o[:b, :3], o[b:, :3], o[:b, 3:].softmax(1), o[b:, 3:].softmax(1))),
+        "simclr": (NTXentLoss(0.5), NTXentLoss(0.5, gather_distributed=True), lambda o, b: (o[:b], o[b:])),
+    }
+    for name, (single_fn, loss_fn, split) in cases.items():
+        n = x_a.shape[0]
+        ref = single_fn(*split(proj(torch.cat((x_a, x_b))), n))["loss"]
+        ref_grads = torch.autograd.grad(ref, list(proj.parameters()))
+        ddp = DistributedDataParallel(proj)
+        local = ddp(torch.cat((x_a[rows], x_b[rows])))
+        loss = loss_fn(*split(local, per))["loss"]
+        loss.backward()
+        result[f"{name}_loss_err"] = abs(float(loss) - float(ref))
+        result[f"{name}_grad_err"] = max(float((p.grad - g).abs().max()) for p, g in zip(proj.parameters(), ref_grads))
+        result[f"{name}_grad_scale"] = max(float(g.abs().max()) for g in ref_grads)
+        proj.zero_grad(set_to_none=True)
     (out / f"unit{rank}.json").write_text(json.dumps(result))
 
 
@@ -127,18 +151,35 @@ def _worker_train(out: Path) -> None:
     original = cli.run_training
 
     def run_training(*a, **k):
-        captured["model"], metrics = original(*a, **k)
-        recording[0] = False
-        _worker_unit(out)
-        return captured["model"], metrics
+        model, metrics = original(*a, **k)
+        captured.setdefault("models", []).append(model)
+        if "model" not in captured:
+            captured["model"] = model
+            recording[0] = False
+            _worker_unit(out)
+        return model, metrics
 
     cli.run_training = run_training
+    from hiclust import distributed as D
+
+    # One process group for the three runs below (cli.main joins it instead of starting its own).
+    assert D.init_from_env()
     code = cli.main([
         "train", "--dataset", "digits", "--out", run_dir, "--n-clusters", "2", "--depth", "2",
         "--epochs", "3", "--pretrain-epochs", "1", "--prune-start", "1", "--batch-size", "64",
         "--backbone", "smallcnn", "--checkpoint-every", "1", "--threads", "1",
     ])
     recording[0] = False
+    # The other contrastive methods train under torchrun too (their losses gather the negatives).
+    others = {}
+    for method in ("cc", "simclr"):
+        others[f"{method}_code"] = cli.main([
+            "train", "--dataset", "digits", "--method", method, "--out", str((out / method).resolve()),
+            "--n-clusters", "3", "--epochs", "2", "--batch-size", "128", "--backbone", "smallcnn", "--threads", "1",
+        ])
+        trained = captured["models"][-1]
+        others[f"{method}_state"] = {k: v.detach().clone() for k, v in trained.model_.state_dict().items()}
+        others[f"{method}_epochs"] = [r["epoch"] for r in trained.history_]
     model = captured["model"]
     torch.save(
         {
@@ -148,6 +189,7 @@ def _worker_train(out: Path) -> None:
             "labels": torch.as_tensor(model.labels_),
             "history_epochs": [r["epoch"] for r in model.history_],
             "writes": writes,
+            **others,
         },
         out / f"train{rank}.pt",
     )
@@ -206,6 +248,19 @@ def test_cohiclust_trains_under_two_ranks(train_results):
     assert {"checkpoint.pt", "model.pt", "history.jsonl", "metrics.json"} <= written
     history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
     assert [h.get("pruned_leaf") for h in history[1:]] == r0["pruned"]
+
+
+@pytest.mark.parametrize("method", ["cc", "simclr"])
+def test_contrastive_methods_gather_negatives_under_two_ranks(unit_results, train_results, method):
+    for res in unit_results:  # gradients of the gathered loss through DDP == one process on the whole batch
+        assert res[f"{method}_loss_err"] < 1e-5  # the gather works in float32
+        assert res[f"{method}_grad_scale"] > 1e-3
+        assert res[f"{method}_grad_err"] < 1e-5, res
+    _, (r0, r1) = train_results
+    assert r0[f"{method}_code"] == 0 and r1[f"{method}_code"] == 0
+    assert r0[f"{method}_epochs"] == r1[f"{method}_epochs"] == [1, 2]
+    for key in r0[f"{method}_state"]:  # both ranks hold the same model after data-parallel training
+        torch.testing.assert_close(r0[f"{method}_state"][key], r1[f"{method}_state"][key], rtol=0, atol=0, msg=key)
 
 
 if __name__ == "__main__":  # torchrun worker: test_distributed.py CASE OUT_DIR

@@ -26,7 +26,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hiclust.checkpoint as ckmod
-import hiclust.methods.cohiclust as cohimod
+import hiclust.losses.modules as lossmod
+import hiclust.methods.base as basemod
 from hiclust import cli
 from hiclust.checkpoint import FORMAT, CheckpointError, atomic_write_text, load_checkpoint, save_checkpoint
 from hiclust.data import load_dataset
@@ -156,26 +157,26 @@ CLI_CASES = [
     ("k-above-leaves", ["--dataset", "npy:{in}/good.npy", *COMMON, "--n-clusters", "5"], ValueError,
      r"n_clusters=5 is larger than the 2\^depth = 4 leaves.*depth >= 3"),
     ("depth-0", ["--dataset", "npy:{in}/good.npy", *COMMON, "--n-clusters", "1", "--depth", "0"], ValueError,
-     r"depth must be an integer between 1 and 10, got 0"),
+     r"--depth must be an int in the range \[1, 10\] or None. Got 0 instead"),
     ("depth-11", ["--dataset", "npy:{in}/good.npy", *COMMON, "--depth", "11"], ValueError,
-     r"between 1 and 10, got 11"),
+     r"--depth must be an int in the range \[1, 10\].*Got 11 instead"),
     ("batch-above-data", ["--dataset", "npy:{in}/good.npy", *COMMON, "--batch-size", "65"], ValueError,
      r"batch_size=65 is larger than the dataset \(64 samples\)"),
     ("unknown-dataset", ["--dataset", "cifar11", *COMMON], ValueError,
      r"unknown dataset 'cifar11'; valid names: .*cifar10.*digits.*folder:<dir>"),
     ("unknown-backbone", ["--dataset", "npy:{in}/good.npy", *COMMON, "--backbone", "vgg16"], ValueError,
-     r"unknown backbone 'vgg16'; choose 'auto' or one of smallcnn, resnet18"),
+     r"--backbone must be a str among \{.*'smallcnn'.*\}.*Got 'vgg16' instead"),
     ("unknown-method", ["--dataset", "npy:{in}/good.npy", "--method", "kmeans++", *COMMON], ValueError,
      r"unknown method 'kmeans\+\+'; choose one of .*cohiclust"),
     ("unknown-param", ["--config", "{in}/badparam.yaml", "--dataset", "npy:{in}/good.npy"], ValueError,
      r"CoHiClust has no parameter\(s\) nope"),
-    ("epochs-0", ["--dataset", "npy:{in}/good.npy", *COMMON, "--epochs", "0"], ValueError, r"epochs must be >= 1"),
+    ("epochs-0", ["--dataset", "npy:{in}/good.npy", *COMMON, "--epochs", "0"], ValueError, r"--epochs must be an int in the range \[1, inf\). Got 0 instead"),
     ("pretrain-too-long", ["--dataset", "npy:{in}/good.npy", *COMMON, "--pretrain-epochs", "2"], ValueError,
      r"pretrain_epochs=2 must be in \[0, epochs\)"),
     ("checkpoint-every-0", ["--dataset", "npy:{in}/good.npy", *COMMON, "--checkpoint-every", "0"], ValueError,
      r"--checkpoint-every must be a positive number"),
     ("lr-schedule", ["--dataset", "npy:{in}/good.npy", *COMMON, "--lr-schedule", "step"], ValueError,
-     r"unknown lr_schedule 'step'; choose one of \(None, 'cosine'\)"),
+     r"--lr-schedule must be a str among \{'cosine'\} or None. Got 'step' instead"),
     ("images-too-small", ["--dataset", "npy:{in}/tiny_px.npy", *COMMON], ValueError, r"at least 4 px, got 3"),
     ("missing-files", ["--dataset", "mnist", "--root", "{in}/emptyroot", *COMMON], DatasetNotFoundError,
      r"dataset 'mnist' not found.*download=True"),
@@ -184,7 +185,7 @@ CLI_CASES = [
     ("resume-other-run", ["--resume", "{tmp}/out_taken", "--depth", "5"], RunDirError,
      r"holds a different run than the one requested"),
     ("overwrite-bad-input", ["--dataset", "npy:{in}/good.npy", *COMMON, "--depth", "11", "--overwrite",
-                             "--out", "{tmp}/out_taken"], ValueError, r"between 1 and 10"),  # old run intact
+                             "--out", "{tmp}/out_taken"], ValueError, r"--depth must be an int in the range \[1, 10\]"),  # old run intact
     ("dir-not-a-run", ["--dataset", "npy:{in}/good.npy", *COMMON, "--out", "{tmp}/out_foreign"], RunDirError,
      r"exists and is not empty \(and is not a hiclust run\)"),
     ("resume-not-a-run", ["--resume", "{tmp}/out_foreign"], RunDirError, r"is not a hiclust run directory"),
@@ -212,7 +213,7 @@ def test_cli_prints_one_line_and_exit_code_2(inputs, tmp_path, capsys, monkeypat
     code = cli.main(["train", "--dataset", "npy:" + str(inputs / "good.npy"), *COMMON, "--depth", "11",
                      "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
-    assert code == 2 and err.startswith("hiclust train: error: depth must be") and err.count("\n") == 1
+    assert code == 2 and err.startswith("hiclust train: error: --depth must be") and err.count("\n") == 1
 
 
 def _bad_api_inputs(x: np.ndarray, y: np.ndarray) -> list[tuple[str, object, object, dict, type, str]]:
@@ -231,8 +232,8 @@ def _bad_api_inputs(x: np.ndarray, y: np.ndarray) -> list[tuple[str, object, obj
         ("rank-5", x[:, :, :, :, None], None, {}, ValueError, r"expected images \(N, C, H, W\)"),
         ("channels", np.repeat(x, 2, axis=1), None, {}, ValueError, r"1 or 3 channels"),
         ("not-an-array", [[1, 2], [3, 4]], None, {}, TypeError, r"expected an ImageDataset, a torch.Tensor or a numpy"),
-        ("k-zero", x, None, {"n_clusters": 0}, ValueError, r"n_clusters must be a positive integer"),
-        ("eval-every-0", x, None, {"eval_every": 0}, ValueError, r"eval_every must be a positive integer"),
+        ("k-zero", x, None, {"n_clusters": 0}, ValueError, r"The 'n_clusters' parameter of CoHiClust must be an int in the range \[1, inf\)"),
+        ("eval-every-0", x, None, {"eval_every": 0}, ValueError, r"The 'eval_every' parameter of CoHiClust must be an int in the range \[1, inf\)"),
         ("checkpoint-every-0", x, None, {"_checkpoint_every": 0}, ValueError, r"checkpoint_every must be a positive"),
     ]
 
@@ -294,7 +295,7 @@ def test_full_disk_keeps_previous_checkpoint_and_leaves_no_temp(small, tmp_path,
     monkeypatch.undo()
     assert ck.read_bytes() == seen["previous"]
     _, state = load_checkpoint(ck, expected_class="CoHiClust")
-    assert state["epoch"] == 1
+    assert state["progress"]["epoch"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]  # the partial temp file is gone
 
     # a first write on a full disk leaves nothing at all
@@ -312,10 +313,11 @@ def test_checkpoint_holds_everything_needed_to_resume(trained):
     assert isinstance(payload["config_json"], str)  # config as JSON text, not pickled objects
     assert json.loads(payload["config_json"]) == model.get_params()
     state = payload["state"]
-    assert state["epoch"] == TINY["epochs"]
-    for key in ("model", "optimizer", "rng", "aug_rng", "leaf_mask", "pruned_leaves", "scheduler"):
+    assert state["progress"] == {"phase": "train", "epoch": TINY["epochs"]}
+    for key in ("model", "optimizer", "rng", "generators", "leaf_mask", "pruned_leaves", "scheduler"):
         assert key in state
-    assert set(state["rng"]) >= {"torch", "numpy_keys", "python_state", "generator"}
+    assert set(state["rng"]) >= {"torch", "numpy_keys", "python_state"}
+    assert set(state["generators"]) == {"shuffle", "augment"}
     assert state["pruned_leaves"] == model.pruned_leaves_ and len(model.pruned_leaves_) == 1
     assert torch.equal(state["leaf_mask"], model.leaf_mask_.cpu())
     assert state["optimizer"]["state"]  # Adam moments are there
@@ -343,7 +345,7 @@ def test_interrupted_fit_resumes_to_identical_model(small, trained, tmp_path, lr
     with pytest.raises(stop):
         CoHiClust(**params).fit(x, y, checkpoint=ck, checkpoint_every=1, callback=callback)
     _, state = load_checkpoint(ck)
-    assert state["epoch"] == 2
+    assert state["progress"]["epoch"] == 2
     if lr_schedule == "cosine":  # the schedule is live and its state travels with the checkpoint
         assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-3 * (1 + math.cos(math.pi / 2)) / 2)
         assert state["scheduler"]["last_epoch"] == 2
@@ -399,7 +401,7 @@ def test_sigkill_mid_training_then_resume_gives_identical_predictions(digits_u8,
     assert victim.returncode == -signal.SIGKILL, "the run ended before it could be killed"
     assert not (killed_dir / "model.pt").exists()
     _, state = load_checkpoint(killed_dir / "checkpoint.pt", expected_class="CoHiClust")
-    stopped_at = state["epoch"]
+    stopped_at = state["progress"]["epoch"]
     assert 2 <= stopped_at < 6
     (killed_dir / ".checkpoint.pt.leftover.tmp").write_bytes(b"torn")  # as a kill during a write leaves
 
@@ -522,7 +524,7 @@ def test_other_input_shape_or_layers_name_the_mismatch(trained, small, tmp_path)
     ck.write_bytes(ck_shared.read_bytes())
     x, _ = small
     bigger = torch.nn.functional.interpolate(torch.from_numpy(x).float(), size=12).round().to(torch.uint8)
-    with pytest.raises(CheckpointError, match=r"trained on inputs \(1, 8, 8\) with depth 2; this run has inputs \(1, 12, 12\)"):
+    with pytest.raises(CheckpointError, match=r"trained on inputs of shape \(1, 8, 8\); this run has \(1, 12, 12\)"):
         CoHiClust(**TINY).fit(bigger, checkpoint=ck, resume=True)
     with pytest.raises(CheckpointError, match="is a saved model, not a training checkpoint"):
         CoHiClust(**TINY).fit(x, checkpoint=model_pt, resume=True)
@@ -555,16 +557,16 @@ def _cohiloss_nan_at(call: int):
 
 def test_nan_loss_stops_with_step_and_term_and_keeps_last_checkpoint(inputs, tmp_path, capsys, monkeypatch):
     # tree losses start at epoch 2 (pretrain 1); 4 batches per epoch: call 6 = epoch 3, batch 2 = step 10
-    monkeypatch.setattr(cohimod, "cohiloss", _cohiloss_nan_at(6))
+    monkeypatch.setattr(lossmod, "cohiloss", _cohiloss_nan_at(6))
     monkeypatch.delenv("HICLUST_DEBUG", raising=False)
     writes: list[tuple[int, bytes]] = []
-    real_save = cohimod.save_checkpoint
+    real_save = basemod.save_checkpoint
 
     def spy(path, **kw):
         real_save(path, **kw)
-        writes.append((kw["state"].get("epoch"), Path(path).read_bytes()))
+        writes.append((kw["state"]["progress"]["epoch"], Path(path).read_bytes()))
 
-    monkeypatch.setattr(cohimod, "save_checkpoint", spy)
+    monkeypatch.setattr(basemod, "save_checkpoint", spy)
     run = tmp_path / "out"
     code = cli.main(["train", "--dataset", "npy:" + str(inputs / "good.npy"), *COMMON, "--batch-size", "16",
                      "--epochs", "4", "--pretrain-epochs", "1", "--checkpoint-every", "1", "--out", str(run)])
@@ -582,26 +584,31 @@ def test_nan_loss_stops_with_step_and_term_and_keeps_last_checkpoint(inputs, tmp
 
 def test_non_finite_gradient_and_weights_are_caught(small, tmp_path, monkeypatch):
     x, _ = small
-    real = cohimod.nt_xent
+    real = lossmod.nt_xent
 
     def sqrt_at_zero(z1, z2, t):  # finite value, but d sqrt(u)/du at u = 0 is infinite
         return real(z1, z2, t) + 0.0 * torch.sqrt((z1 - z1.detach()).sum())
 
-    monkeypatch.setattr(cohimod, "nt_xent", sqrt_at_zero)
+    monkeypatch.setattr(lossmod, "nt_xent", sqrt_at_zero)
     with pytest.raises(NonFiniteLossError, match=r"non-finite gradient at epoch 1, batch 1 \(global step 1\).*No checkpoint had been written yet"):
         CoHiClust(**TINY).fit(x, checkpoint=tmp_path / "ck.pt")
     monkeypatch.undo()
     assert not (tmp_path / "ck.pt").exists()
 
-    def poison(record):  # weights that went bad between steps must not replace the checkpoint
-        if record["epoch"] == 2:
-            with torch.no_grad():
-                model.model_.tree.parameters().__next__().fill_(math.nan)
+    real_end = CoHiClust._on_epoch_end
 
+    def poison(self, phase, epoch, record):  # weights that went bad between steps must not replace the checkpoint
+        real_end(self, phase, epoch, record)
+        if epoch + 1 == 2:
+            with torch.no_grad():
+                self.model_.tree.parameters().__next__().fill_(math.nan)
+
+    monkeypatch.setattr(CoHiClust, "_on_epoch_end", poison)
     model = CoHiClust(**TINY)
     with pytest.raises(NonFiniteLossError, match=r"non-finite values in tree\..* after epoch 2.*(epoch 1\) was kept)"):
-        model.fit(x, checkpoint=tmp_path / "ck.pt", checkpoint_every=1, callback=poison)
-    assert load_checkpoint(tmp_path / "ck.pt")[1]["epoch"] == 1
+        model.fit(x, checkpoint=tmp_path / "ck.pt", checkpoint_every=1)
+    assert load_checkpoint(tmp_path / "ck.pt")[1]["progress"]["epoch"] == 1
+    assert not hasattr(model, "model_")  # a fit that failed leaves no half-trained model behind
 
 
 decisions_st = st.integers(1, 4).flatmap(

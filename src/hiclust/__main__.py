@@ -2,4 +2,5 @@ import sys
 
 from hiclust.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # `python -m hiclust`; importing this module (doctest collection) runs nothing
+    sys.exit(main())

@@ -18,22 +18,79 @@ EXTENSIONS: list[str] = [
     "hiclust.bench",
 ]
 
-# Command-line flags that override estimator parameters: flag → (param, type).
-PARAM_FLAGS: dict[str, tuple[str, type, str]] = {
-    "--n-clusters": ("n_clusters", int, "number of clusters K (leaves kept after pruning)"),
-    "--depth": ("depth", int, "depth T of the CoHiClust tree (2^T leaves before pruning)"),
-    "--backbone": ("backbone", str, "auto, smallcnn, resnet18, resnet34, resnet50 or mlp"),
-    "--epochs": ("epochs", int, "total training epochs (pre-training included)"),
-    "--pretrain-epochs": ("pretrain_epochs", int, "epochs of NT-Xent alone before the tree terms"),
-    "--prune-start": ("prune_start", int, "0-based epoch at whose end pruning starts (one leaf per epoch)"),
-    "--batch-size": ("batch_size", int, "images per batch (global batch)"),
-    "--lr": ("lr", float, "Adam learning rate"),
-    "--weight-decay": ("weight_decay", float, "Adam weight decay"),
-    "--lr-schedule": ("lr_schedule", str, "learning-rate schedule: cosine (default: constant lr, as the reference)"),
-    "--crop-size": ("image_size", int, "side of the augmented crops the network sees (default: image size)"),
-    "--device": ("device", str, "auto (CUDA if available), cpu, cuda, cuda:N"),
-    "--seed": ("seed", int, "random seed"),
-}
+def method_flags() -> dict[str, dict[str, Any]]:
+    """Command-line flags of the estimators' parameters, derived from their declarations
+    (``_params``): flag → {"param", "type", "help", "methods"}. A parameter shared by several
+    methods is one flag; flags that a method does not take are refused for it."""
+    from numbers import Integral
+
+    from hiclust.methods import METHODS
+    from hiclust.methods.params import Interval, StrOptions, flag_name
+
+    flags: dict[str, dict[str, Any]] = {}
+    for method, cls in METHODS.items():
+        for name, param in getattr(cls, "_params", {}).items():
+            flag = flag_name(name, param)
+            if not flag:
+                continue
+            if flag not in flags:
+                typ: type = str
+                choices: set[str] = set()
+                for c in param.constraint_list():
+                    if isinstance(c, Interval):
+                        typ = int if c.type is Integral else float
+                    elif isinstance(c, StrOptions):
+                        choices |= set(c.options)
+                text = param.doc + (f" Choices: {', '.join(sorted(choices))}." if choices else "")
+                flags[flag] = {"param": name, "type": typ, "help": text, "methods": []}
+            flags[flag]["methods"].append(method)
+    return flags
+
+
+def _add_param_flags(p: argparse.ArgumentParser) -> None:
+    from hiclust.methods import METHODS
+
+    g = p.add_argument_group("estimator parameters (override the config; each says which methods take it)")
+    for flag, spec in method_flags().items():
+        takers = "all methods" if len(spec["methods"]) == len(METHODS) else ", ".join(spec["methods"])
+        g.add_argument(flag, dest=f"param_{spec['param']}", type=spec["type"], default=None,
+                       metavar=spec["type"].__name__.upper(), help=f"{spec['help']} [{takers}]".replace("%", "%%"))
+
+
+def _check_method_flags(method: str, args: argparse.Namespace) -> None:
+    """Refuses flags of parameters that ``method`` does not take (before anything is written)."""
+    from hiclust.methods import METHODS
+
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(sorted(METHODS))}")
+    given = [(flag, spec) for flag, spec in method_flags().items()
+             if getattr(args, f"param_{spec['param']}", None) is not None and method not in spec["methods"]]
+    if given:
+        flag, spec = given[0]
+        raise ValueError(f"{flag} is not a parameter of --method {method} (it is one of {', '.join(spec['methods'])}); "
+                         f"see `hiclust train --help`")
+
+
+def flag_for_param(cls: type, name: str) -> str:
+    """The flag of parameter ``name`` of estimator class ``cls`` (the name itself if it has none)."""
+    from hiclust.methods.params import flag_name
+
+    param = getattr(cls, "_params", {}).get(name)
+    return (flag_name(name, param) if param is not None else "") or name
+
+
+def validate_estimator(model: Any) -> None:
+    """The estimator's parameter validation with the error in command-line terms (flag names)."""
+    import re
+
+    from hiclust.methods.params import InvalidParameterError
+
+    try:
+        model._validate_params()
+    except InvalidParameterError as exc:
+        msg = re.sub(r"^The '(\w+)' parameter of \w+",
+                     lambda m: flag_for_param(type(model), m.group(1)), str(exc))
+        raise ValueError(msg) from None
 
 
 def load_run_data(config: Any, download: bool = False):
@@ -97,30 +154,31 @@ def run_training(
     if download and main_rank:
         dist_utils.barrier()
     model = make_estimator(config.method, dict(config.params))
-    if dist_utils.is_distributed():
-        from hiclust.methods.cohiclust import CoHiClust
-
-        if not isinstance(model, CoHiClust):
-            raise ValueError(
-                f"data-parallel training (torchrun, {dist_utils.world_size()} processes) is implemented for "
-                f"cohiclust only, not {config.method!r}; run it in a single process (without torchrun)"
-            )
+    if dist_utils.is_distributed() and not getattr(model, "_SUPPORTS_DISTRIBUTED", False):
+        raise ValueError(
+            f"data-parallel training (torchrun, {dist_utils.world_size()} processes) is not implemented for "
+            f"--method {config.method}; run it in a single process (without torchrun)"
+        )
+    validate_estimator(model)
     if hasattr(model, "check_params"):
         model.check_params(data)
     checkpoint = Path(run_dir) / "checkpoint.pt"
+    records: list[dict[str, Any]] = []  # history.jsonl: the resumed checkpoint's records, then new ones
     if resume and checkpoint.exists() and hasattr(model, "_check_resume_config"):
         # Refuse an incompatible checkpoint before run.json is rewritten.
         from hiclust.checkpoint import load_checkpoint
 
-        saved_config, _ = load_checkpoint(checkpoint, expected_class=type(model).__name__)
+        saved_config, saved_state = load_checkpoint(checkpoint, expected_class=type(model).__name__)
         model._check_resume_config(saved_config, checkpoint)
+        records = list(saved_state.get("history", []))
     if main_rank:
         run_dir = prepare_run_dir(run_dir, config, overwrite=overwrite, resume=resume)
     dist_utils.barrier()  # the run directory (and a resumed checkpoint) exists before any rank trains
     run_dir = Path(run_dir)
 
-    def write_history(_record: dict[str, Any]) -> None:
-        lines = "".join(json.dumps(r) + "\n" for r in model.history_)
+    def write_history(record: dict[str, Any]) -> None:
+        records.append(record)
+        lines = "".join(json.dumps(r) + "\n" for r in records)
         atomic_write_text(run_dir / "history.jsonl", lines)
 
     model.fit(
@@ -167,13 +225,6 @@ def _print_metrics(metrics: dict[str, float], prefix: str = "") -> None:
     print(prefix + "  ".join(shown))
 
 
-def _add_param_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("estimator parameters (override the config)")
-    for flag, (param, typ, text) in PARAM_FLAGS.items():
-        g.add_argument(flag, dest=f"param_{param}", type=typ, default=None, metavar=typ.__name__.upper(),
-                       help=f"{text} (parameter {param!r})")
-
-
 def _cmd_demo(args: argparse.Namespace) -> int:
     import time
 
@@ -201,6 +252,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         config = read_run_config(args.resume)
         out = args.resume
+        _check_method_flags(config.method, args)
         overrides = {p: v for k, v in vars(args).items() if k.startswith("param_") and v is not None for p in [k[6:]]}
         config.params.update(overrides)  # e.g. more --epochs; changed identity is refused by the checkpoint
     else:
@@ -211,6 +263,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             raise SystemExit("hiclust train: give --dataset NAME (or a --config that names one)")
         if not args.out:
             raise SystemExit("hiclust train: give --out RUN_DIR (or --resume RUN_DIR)")
+        _check_method_flags(method, args)
         params = dict(base.get("params", {}))
         params.update({k[6:]: v for k, v in vars(args).items() if k.startswith("param_") and v is not None})
         config = RunConfig(

@@ -30,6 +30,7 @@ __all__ = [
     "barrier",
     "broadcast_buffers",
     "all_gather_with_grad",
+    "all_reduce_sum",
 ]
 
 
@@ -132,3 +133,11 @@ def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
     if is_distributed():
         for buf in module.buffers():
             dist.broadcast(buf, src)
+
+
+def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sums ``t`` over the ranks in place (e.g. per-rank leaf masses into the global batch's);
+    a no-op for a single process. Returns ``t``."""
+    if is_distributed():
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t

@@ -59,9 +59,13 @@ class RunConfig:
         return cls(**{k: d[k] for k in keys if k in d})
 
     def identity(self) -> dict[str, Any]:
-        """The part that must match for two runs to be 'the same run' (not epochs/verbosity)."""
+        """The part that must match for two runs to be 'the same run': everything but the
+        parameters the method declares free to change on resume (epochs, verbosity, device...)."""
+        from hiclust.methods import METHODS
+
+        free = getattr(METHODS.get(self.method), "_resume_free", frozenset({"epochs", "verbose", "device"}))
         d = self.to_dict()
-        d["params"] = {k: v for k, v in self.params.items() if k not in ("epochs", "verbose", "device")}
+        d["params"] = {k: v for k, v in self.params.items() if k not in free}
         return d
 
 

@@ -1,5 +1,31 @@
-"""Plumbing shared by the deep estimators: input coercion and validation, device and seeding,
-augmentation choice, batched inference, and checkpoint state."""
+"""The one estimator lifecycle every deep method shares.
+
+:class:`DeepClusterer` owns everything that is not the method itself: parameter validation (from
+the ``_params`` declarations, before anything is built), device and seeds, inputs (uint8 images
+or standardized features), the optimizer and learning-rate schedule of each phase, mixed
+precision, the two augmented views, data parallelism (DDP; the loss modules gather), the
+evaluation and checkpoint schedule, the non-finite guard, save / load / resume with one checkpoint
+format, and ``predict`` / ``predict_proba`` / ``transform`` / ``fit_predict`` over two hooks.
+
+A method is its network, its loss module, its declared parameters and a few hooks:
+
+``_build_model()``
+    the ``nn.Module`` for ``input_shape_`` / ``image_size_``.
+``_phases(data)``
+    the list of :class:`Phase` s it trains in (one for CoHiClust and CC; DEC pre-trains, then
+    clusters).
+``_training_step(phase, batch, epoch)``
+    the loss terms of one mini-batch (a dict with "loss").
+``_embed(batch)``, ``_proba(batch)``
+    features and cluster probabilities of a model-input batch.
+``_check_params_vs_input(data)``, ``_init_fit_state(data)``, ``_on_epoch_end(phase, epoch,
+record)``, ``_finish_fit(data)``, ``_extra_state()`` / ``_load_extra_state(state, path)``
+    where it needs them.
+
+Fitting happens on a private working copy of the estimator; its fitted attributes (the names
+ending in ``_``) are copied onto the estimator only when ``fit`` completes, so a fit that stops
+early never leaves a half-trained model answering ``predict``.
+"""
 
 from __future__ import annotations
 
@@ -13,21 +39,31 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator, ClusterMixin
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
+from hiclust import distributed as dist_utils
 from hiclust.checkpoint import CheckpointError, capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from hiclust.data.features import FeatureAugment
+from hiclust.methods.params import Param, install_parameters
 from hiclust.nn import MLP, build_backbone, default_backbone
-from hiclust.train import resolve_device
+from hiclust.train import NonFiniteLossError, resolve_device, train_loop
 
-__all__ = ["PreparedData", "prepare_data", "seed_everything", "DeepClustererMixin", "NetEstimatorMixin", "default_depth"]
+__all__ = [
+    "PreparedData", "prepare_data", "seed_everything", "default_depth", "DeepClusterer", "Phase", "NotFittedError",
+]
 
 
+# ------------------------------------------------------------------------------------------------
+# inputs
+# ------------------------------------------------------------------------------------------------
 @dataclass
 class PreparedData:
     """What every estimator trains on.
 
-    ``x``: uint8 (N, C, H, W) images, or float32 (N, D) features (already standardized).
+    ``x``: uint8 (N, C, H, W) images, or float32 (N, D) features (not yet standardized).
     ``labels``: int64 (N,) or None. ``name``: dataset name if known (chooses augmentation).
     """
 
@@ -57,6 +93,11 @@ def prepare_data(X: Any, y: Any = None) -> PreparedData:
 
     Accepted: an ``ImageDataset``; uint8 images (N,H,W), (N,C,H,W) or (N,H,W,C) with C ∈ {1,3};
     float images of those shapes with values in [0, 1]; or a float feature matrix (N, D).
+
+    >>> prepare_data(np.zeros((5, 8, 8), dtype=np.uint8)).x.shape
+    torch.Size([5, 1, 8, 8])
+    >>> prepare_data(np.ones((4, 3), dtype=np.float64)).x.dtype
+    torch.float32
     """
     from hiclust.data.datasets import ImageDataset  # late import: data is a sibling package
 
@@ -116,73 +157,211 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-class DeepClustererMixin:
-    """Shared helpers; subclasses define ``model_``, ``_eval_input`` and the fit logic."""
-
-    def _make_augment(self, data: PreparedData, image_size: int) -> nn.Module:
-        from hiclust.data.augment import augmentation_preset, preset_for_dataset
-
-        aug = self.augmentation
-        if not data.is_image:
-            return FeatureAugment()
-        channels = data.x.shape[1]
-        if isinstance(aug, nn.Module):
-            return aug
-        if aug == "auto":
-            return preset_for_dataset(data.name or "", image_size, channels)
-        if isinstance(aug, str):
-            return augmentation_preset(aug, image_size, channels)
-        raise TypeError(f"augmentation must be 'auto', a preset name or a BatchAugment, got {aug!r}")
-
-    @torch.no_grad()
-    def _batched_eval(self, fn, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-        """Applies ``fn`` to evaluation-transformed batches of ``x`` on the fitted device; CPU result."""
-        self.model_.eval()
-        outs = []
-        for i in range(0, x.shape[0], batch_size):
-            batch = self._eval_input(x[i : i + batch_size].to(self.device_))
-            outs.append(fn(batch).float().cpu())
-        return torch.cat(outs)
-
-    def _check_is_fitted(self) -> None:
-        if not hasattr(self, "model_"):
-            raise RuntimeError(f"this {type(self).__name__} is not fitted yet; call fit(X) first")
-
-
 def default_depth(n_clusters: int) -> int:
-    """Smallest complete tree with at least ``n_clusters`` leaves (10 → 4, 20 → 5, 15 → 4)."""
+    """Smallest complete tree with at least ``n_clusters`` leaves.
+
+    >>> [default_depth(k) for k in (2, 10, 15, 16, 20)]
+    [1, 4, 4, 4, 5]
+    """
     return max(1, math.ceil(math.log2(n_clusters)))
 
 
 # ------------------------------------------------------------------------------------------------
-# NetEstimatorMixin: input handling and persistence shared by CC, SimCLR, DEC and IDEC
+# phases
 # ------------------------------------------------------------------------------------------------
-class NetEstimatorMixin(DeepClustererMixin):
-    """Input handling and persistence shared by the torch estimators.
+@dataclass
+class Phase:
+    """One stage of training with its own optimizer.
 
-    Subclasses define ``_build_model()`` (from ``input_shape_``/``image_size_``), ``_state()``
-    (extra fitted state, tensors and plain data only) and ``_load_state(state, path)``.
-    Images are fed as uint8 and converted per batch on the device (``to_float``); feature
-    matrices are standardized with the training mean/std (``feature_mean_``/``feature_std_``).
+    Attributes:
+        name: stored in checkpoints ("train", "pretrain", "cluster"...).
+        epochs: epochs of this phase (a standard phase runs ``train_loop`` over them).
+        lr: Adam learning rate of the phase.
+        schedule: None (constant) or "cosine" (annealed to 0 over ``epochs``, stepped per epoch).
+        record_phase: add ``"phase": name`` to each history record.
+        checkpoint_last: write a checkpoint after the phase's last epoch too (a phase followed by
+            another that checkpoints at its start may skip it).
+        evaluate: ``evaluate(record)`` adds label metrics to an epoch's record (default: ACC/NMI/ARI
+            of ``predict`` on the training data).
+        run: a custom phase: ``run(progress, optimizer_state)`` replaces the standard epoch loop
+            (DEC's clustering phase, with its target refreshes and convergence test).
     """
 
-    # Parameters that may differ when resuming a checkpoint (they do not change the result).
-    _RESUME_FREE = ("verbose", "epochs", "device", "eval_every")
+    name: str
+    epochs: int = 0
+    lr: float = 1e-3
+    schedule: str | None = None
+    record_phase: bool = False
+    checkpoint_last: bool = True
+    evaluate: Callable[[dict[str, Any]], None] | None = None
+    run: Callable[[dict[str, Any], Any], None] | None = None
+
+
+# Parameters shared by several methods, declared once (a method may re-declare one to say more).
+COMMON_PARAMS: dict[str, Param] = {}
+
+
+def _declare_common() -> None:
+    from numbers import Integral, Real
+
+    from hiclust.methods.params import Interval, StrOptions
+    from hiclust.nn import BACKBONES
+
+    COMMON_PARAMS.update(
+        n_clusters=Param(Interval(Integral, 1, None, closed="left"), "Number of clusters K."),
+        backbone=Param([StrOptions({"auto", *BACKBONES}), nn.Module],
+                       "The network f: 'auto' (a small CNN for images up to 28 px with one channel, "
+                       "ResNet18 otherwise; an MLP for feature matrices), a name from "
+                       "hiclust.nn.BACKBONES, or an nn.Module with a feature_dim attribute."),
+        epochs=Param(Interval(Integral, 1, None, closed="left"), "Training epochs.", resume="free"),
+        batch_size=Param(Interval(Integral, 2, None, closed="left"),
+                         "Samples per mini-batch (the global batch under torchrun)."),
+        lr=Param(Interval(Real, 0, None, closed="neither"), "Adam learning rate."),
+        weight_decay=Param(Interval(Real, 0, None, closed="left"), "Adam weight decay."),
+        temperature=Param(Interval(Real, 0, None, closed="neither"), "Temperature τ of NT-Xent."),
+        projection_dim=Param(Interval(Integral, 1, None, closed="left"), "Output size of the projection head g."),
+        image_size=Param([Interval(Integral, 4, None, closed="left"), None],
+                         "Side of the augmented crops the network sees, in pixels; None: the images' own size.",
+                         flag="--crop-size"),
+        augmentation=Param([str, nn.Module],
+                           "'auto' (chosen by dataset, see hiclust.data.augment), a preset name, or a module "
+                           "mapping a uint8 batch to an augmented float batch."),
+        eval_every=Param(Interval(Integral, 1, None, closed="left"),
+                         "With labels, record ACC/NMI/ARI in history_ every this many epochs.", resume="free"),
+        device=Param(str, "'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'.", resume="free"),
+        seed=Param(Interval(Integral, 0, None, closed="left"),
+                   "Seeds python, numpy, torch and the shuffling / augmentation generators."),
+        verbose=Param("boolean", "Per-epoch log lines on stderr (and a progress bar on a terminal).",
+                      resume="free", flag=""),
+    )
+
+
+def common(*names: str, **overrides: Param) -> dict[str, Param]:
+    """The shared declarations ``names`` (plus method-specific ones given as keywords)."""
+    if not COMMON_PARAMS:
+        _declare_common()
+    return {**{n: COMMON_PARAMS[n] for n in names}, **overrides}
+
+
+# ------------------------------------------------------------------------------------------------
+# the lifecycle
+# ------------------------------------------------------------------------------------------------
+class DeepClusterer(ClusterMixin, BaseEstimator):
+    """Base of the deep estimators (see the module docstring for what a method provides)."""
+
+    _params: dict[str, Param] = {}
     _LOG_NAME = "model"
+    # Names of extra torch.Generators a method draws from (besides "shuffle" and "augment").
+    _EXTRA_GENERATORS: tuple[str, ...] = ()
+    # Loss modules gather across ranks, so every method may train under torchrun unless it says not.
+    _SUPPORTS_DISTRIBUTED = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            install_parameters(cls)
+
+    # -------------------------------------------------------------------------- hooks
+    def _check_params_vs_input(self, data: PreparedData) -> None:
+        """Checks that need the data (e.g. n_clusters <= N); raise ValueError naming the parameter."""
+        n = data.x.shape[0]
+        k = getattr(self, "n_clusters", None)
+        if k is not None and k > n:
+            raise ValueError(f"n_clusters={k} is larger than the number of samples ({n}); lower n_clusters")
+        bs = getattr(self, "batch_size", None)
+        if bs is not None and bs > n:
+            raise ValueError(f"batch_size={bs} is larger than the dataset ({n} samples); use batch_size <= {n}")
+        if dist_utils.world_size() > 1 and bs is not None and bs % dist_utils.world_size():
+            raise ValueError(
+                f"batch_size={bs} (the global batch) must be divisible by the {dist_utils.world_size()} processes"
+            )
+
+    def _build_model(self) -> nn.Module:
+        raise NotImplementedError
+
+    def _phases(self, data: PreparedData) -> list[Phase]:
+        raise NotImplementedError
+
+    def _training_step(self, phase: Phase, batch: torch.Tensor, epoch: int) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def _embed(self, batch: torch.Tensor) -> torch.Tensor:
+        """(B, d) features of a model-input batch."""
+        raise NotImplementedError
+
+    def _proba(self, batch: torch.Tensor) -> torch.Tensor:
+        """(B, K) cluster probabilities of a model-input batch."""
+        raise NotImplementedError
+
+    def _init_fit_state(self, data: PreparedData) -> None:
+        """Method state created before the model is built (and overwritten by a resumed
+        checkpoint); ``device_`` and the input geometry are set."""
+
+    def _on_epoch_end(self, phase: Phase, epoch: int, record: dict[str, Any]) -> None:
+        """After each epoch of a standard phase, before evaluation and checkpoint (e.g. pruning)."""
+
+    def _finish_fit(self, data: PreparedData) -> None:
+        """Fitted attributes computed after training (default: ``labels_`` = predict(training data))."""
+        self.labels_ = self._predict_raw(data.x)
+
+    def _extra_state(self) -> dict[str, Any]:
+        """Method state saved in checkpoints and models (tensors and plain data only)."""
+        return {}
+
+    def _load_extra_state(self, state: dict[str, Any], path: Any) -> None:
+        pass
+
+    def _phase_data(self, phase: Phase) -> torch.Tensor:
+        """What a standard phase's epochs iterate over (default: the training tensor, uint8 images
+        or standardized features, on the device); ``_training_step`` receives its mini-batches."""
+        return self._x
+
+    def _train_module(self) -> nn.Module:
+        """The module DDP wraps and ``_training_step`` calls as ``self._net``."""
+        return self.model_
+
+    def _find_unused_parameters(self, phase: Phase, start_epoch: int) -> bool:
+        return False
+
+    def _resume_free_params(self) -> frozenset[str]:
+        return self._resume_free
+
+    # -------------------------------------------------------------------------- validation
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "model_")
+
+    def check_params(self, X: Any, y: Any = None) -> None:
+        """Validates everything ``fit`` checks before training, without training or writing:
+        parameter types and ranges (``InvalidParameterError``), parameters against the data,
+        the device, the augmentation and the network (ValueError / TypeError)."""
+        self._validate_params()
+        data = prepare_data(X, y)
+        self._check_params_vs_input(data)
+        resolve_device(self.device)
+        probe = self._working_copy()
+        probe.device_ = torch.device("cpu")
+        probe._setup_inputs(data, on_device=False)
+        probe._init_fit_state(data)
+        probe._make_augment(data)
+        probe._build_model()  # e.g. images too small for the backbone
+
+    def _working_copy(self) -> "DeepClusterer":
+        return type(self)(**self.get_params(deep=False))
 
     # -------------------------------------------------------------------------- inputs
-    def _setup_inputs(self, data: PreparedData, image_size: int | None = None) -> torch.Tensor:
-        """Records the input geometry and returns the training tensor on ``device_``."""
+    def _setup_inputs(self, data: PreparedData, on_device: bool = True) -> torch.Tensor:
+        """Records the input geometry and returns the training tensor (on ``device_``)."""
         x = data.x
+        device = self.device_ if on_device else torch.device("cpu")
         if data.is_image:
-            self.image_size_ = int(image_size or x.shape[-1])
+            self.image_size_ = int(getattr(self, "image_size", None) or x.shape[-1])
             self.feature_mean_ = self.feature_std_ = None
-            out = x.to(self.device_)
+            out = x.to(device)
         else:
             self.image_size_ = None
-            self.feature_mean_ = x.mean(0).to(self.device_)
-            self.feature_std_ = x.std(0).clamp_min(1e-6).to(self.device_)
-            out = (x.to(self.device_) - self.feature_mean_) / self.feature_std_
+            self.feature_mean_ = x.mean(0).to(device)
+            self.feature_std_ = x.std(0).clamp_min(1e-6).to(device)
+            out = (x.to(device) - self.feature_mean_) / self.feature_std_
         self.input_shape_ = tuple(int(s) for s in x.shape[1:])
         return out
 
@@ -194,14 +373,20 @@ class NetEstimatorMixin(DeepClustererMixin):
 
         return to_float(batch, self.image_size_)
 
-    def _prepare_like_fit(self, X: Any) -> torch.Tensor:
-        self._check_is_fitted()
-        x = prepare_data(X).x
-        if tuple(x.shape[1:]) != self.input_shape_:
-            raise ValueError(
-                f"this model was fitted on inputs of shape {self.input_shape_} per sample, got {tuple(x.shape[1:])}"
-            )
-        return x
+    def _make_augment(self, data: PreparedData) -> nn.Module | None:
+        from hiclust.data.augment import augmentation_preset, preset_for_dataset
+
+        aug = getattr(self, "augmentation", None)
+        if aug is None:
+            return None
+        if not data.is_image:
+            return FeatureAugment()
+        if isinstance(aug, nn.Module):
+            return aug
+        channels = data.x.shape[1]
+        if aug == "auto":
+            return preset_for_dataset(data.name or "", self.image_size_ or 0, channels)
+        return augmentation_preset(aug, self.image_size_ or 0, channels)
 
     def _backbone_for(self, shape: tuple[int, ...], image_size: int) -> nn.Module:
         """The backbone f for inputs of per-sample ``shape`` (a custom module is used as is)."""
@@ -217,25 +402,245 @@ class NetEstimatorMixin(DeepClustererMixin):
         name = default_backbone(shape[0], image_size) if backbone == "auto" else backbone
         return build_backbone(name, shape[0], image_size)
 
-    # -------------------------------------------------------------------------- logging
-    def _emit(self, record: dict[str, Any], callback: Callable[[dict[str, Any]], None] | None) -> None:
+    def _views(self, batch: torch.Tensor) -> torch.Tensor:
+        """Two augmented views of a uint8 batch stacked: (2B, ...), rows j and B + j from image j."""
+        gen = self._generators["augment"]
+        return torch.cat((self._augment(batch, generator=gen), self._augment(batch, generator=gen)))
+
+    def _autocast(self) -> Any:
+        """bf16 mixed precision on CUDA; a no-op context on CPU."""
+        return torch.autocast(self.device_.type, dtype=torch.bfloat16, enabled=self.device_.type == "cuda")
+
+    # -------------------------------------------------------------------------- fitting
+    def fit(
+        self,
+        X: Any,
+        y: Any = None,
+        *,
+        checkpoint: str | Path | None = None,
+        checkpoint_every: int = 10,
+        resume: bool = False,
+        callback: Callable[[dict[str, Any]], None] | None = None,
+    ) -> "DeepClusterer":
+        """Trains on X (an ImageDataset, images or a feature matrix; see ``prepare_data``).
+
+        Parameters
+        ----------
+        X : ImageDataset, tensor or array
+            uint8 images (N, C, H, W) / (N, H, W) / (N, H, W, C), or float features (N, D).
+        y : array-like of shape (N,), optional
+            Labels, used only to record metrics in ``history_``.
+        checkpoint : path, optional
+            File written atomically every ``checkpoint_every`` epochs and at the end of a phase.
+        checkpoint_every : int, default=10
+            Epochs between checkpoints.
+        resume : bool, default=False
+            Continue from ``checkpoint`` if it exists (same configuration required).
+        callback : callable, optional
+            Called with each history record (on rank 0 only under torchrun).
+
+        Under ``torchrun`` (``hiclust.distributed.init_from_env`` called first), training is
+        data parallel with DDP: ``batch_size`` is the global batch, each rank takes a contiguous
+        shard, contrastive losses are computed over the gathered global batch, and only rank 0
+        writes the checkpoint.
+        """
+        self._validate_params()
+        data = prepare_data(X, y)
+        self._check_params_vs_input(data)
+        if checkpoint is not None and (isinstance(checkpoint_every, bool)
+                                       or not isinstance(checkpoint_every, (int, np.integer)) or checkpoint_every < 1):
+            raise ValueError(f"checkpoint_every must be a positive integer (epochs), got {checkpoint_every!r}")
+        if dist_utils.is_distributed() and not self._SUPPORTS_DISTRIBUTED:
+            raise ValueError(
+                f"data-parallel training (torchrun, {dist_utils.world_size()} processes) is not implemented for "
+                f"{type(self).__name__}; run it in a single process (without torchrun)"
+            )
+        for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
+            delattr(self, name)  # an earlier fit's results are gone whatever happens now
+        work = self._working_copy()
+        work._run_fit(data, checkpoint, checkpoint_every, resume, callback)
+        for name, value in vars(work).items():
+            if name.endswith("_") and not name.startswith("_"):
+                setattr(self, name, value)
+        return self
+
+    def _run_fit(self, data: PreparedData, checkpoint: Any, checkpoint_every: int, resume: bool,
+                 callback: Callable[[dict[str, Any]], None] | None) -> None:
+        self.device_ = resolve_device(self.device)
+        world, rank = dist_utils.world_size(), dist_utils.rank()
+        if world > 1 and self.device_.type == "cuda" and self.device_.index is None:
+            self.device_ = torch.device("cuda", torch.cuda.current_device())
+        seed_everything(self.seed)
+        # Same shuffling on every rank (all draw the same global batches and take disjoint
+        # shards); each rank its own augmentation stream.
+        self._generators = {
+            "shuffle": torch.Generator().manual_seed(self.seed),
+            "augment": torch.Generator(device=self.device_).manual_seed(self.seed + 1 + rank),
+        }
+        for i, name in enumerate(self._EXTRA_GENERATORS):
+            self._generators[name] = torch.Generator().manual_seed(self.seed + 2 + i)
+        self._x = self._setup_inputs(data)
+        self._data = data
+        self._init_fit_state(data)
+        self.model_ = self._build_model().to(self.device_)
+        augment = self._make_augment(data)
+        self._augment = None if augment is None else augment.to(self.device_)
+        self.history_: list[dict[str, Any]] = []
+        self._callback = callback
+        self._checkpoint = None if checkpoint is None else Path(checkpoint)
+        self._checkpoint_every = checkpoint_every
+        self._saved = None  # (phase, epoch) of the checkpoint on disk written by this run
+        phases = self._phases(data)
+        progress: dict[str, Any] = {"phase": phases[0].name, "epoch": 0}
+        opt_state = sched_state = None
+        if resume and checkpoint is not None and Path(checkpoint).exists():
+            progress, opt_state, sched_state = self._restore_training(checkpoint)
+            if world > 1:
+                # The checkpoint holds rank 0's augmentation stream; give every rank its own again.
+                self._generators["augment"].manual_seed(self.seed + 1 + rank + 1_000_003 * int(progress.get("epoch", 0)))
+            self._saved = (progress["phase"], progress.get("epoch"))
+        names = [p.name for p in phases]
+        if progress["phase"] not in names:
+            raise CheckpointError(f"{checkpoint} stopped in phase {progress['phase']!r}, unknown to {type(self).__name__}")
+        for phase in phases[names.index(progress["phase"]):]:
+            resumed_here = phase.name == progress["phase"]
+            state = opt_state if resumed_here else None
+            if phase.run is not None:
+                phase.run(progress if resumed_here else {"phase": phase.name}, state)
+            else:
+                start = int(progress.get("epoch", 0)) if resumed_here else 0
+                self._run_phase(phase, start, state, sched_state if resumed_here else None)
+        self._finish_fit(data)
+        for name in ("_x", "_data", "_net", "_augment", "_callback", "_generators", "_optimizer", "_scheduler"):
+            self.__dict__.pop(name, None)
+
+    def _make_optimizer(self, phase: Phase) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.model_.parameters(), lr=phase.lr, weight_decay=self.weight_decay)
+
+    def _run_phase(self, phase: Phase, start_epoch: int, opt_state: Any, sched_state: Any) -> None:
+        """A standard phase: ``phase.epochs`` epochs of ``_training_step`` over shuffled batches."""
+        optimizer = self._make_optimizer(phase)
+        scheduler = None
+        if phase.schedule == "cosine":
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=phase.epochs)
+        if opt_state is not None:
+            optimizer.load_state_dict(opt_state)
+        if scheduler is not None and sched_state is not None:
+            scheduler.load_state_dict(sched_state)
+        self._optimizer, self._scheduler = optimizer, scheduler
+        if start_epoch >= phase.epochs:
+            return
+        world, rank = dist_utils.world_size(), dist_utils.rank()
+        net = self._train_module()
+        if world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            net = DistributedDataParallel(
+                net, device_ids=[self.device_.index] if self.device_.type == "cuda" else None,
+                find_unused_parameters=self._find_unused_parameters(phase, start_epoch),
+            )
+        self._net = net
+
+        def step(batch: torch.Tensor, epoch: int) -> dict[str, torch.Tensor]:
+            if world > 1:
+                per_rank = batch.shape[0] // world  # this rank's contiguous shard of the global batch
+                batch = batch[rank * per_rank : (rank + 1) * per_rank]
+            return self._training_step(phase, batch, epoch)
+
+        def on_epoch_end(epoch: int, logs: dict[str, float]) -> None:
+            record: dict[str, Any] = {"phase": phase.name} if phase.record_phase else {}
+            record.update({"epoch": epoch + 1, **logs})
+            dist_utils.broadcast_buffers(self.model_)  # rank 0's BatchNorm statistics everywhere
+            self._on_epoch_end(phase, epoch, record)
+            last = epoch + 1 == phase.epochs
+            if self._data.labels is not None and ((epoch + 1) % self.eval_every == 0 or last):
+                (phase.evaluate or self._evaluate_record)(record)
+            self._emit(record)
+            due = (epoch + 1) % self._checkpoint_every == 0
+            if self._checkpoint is not None and ((due and not last) or (last and phase.checkpoint_last)):
+                self._save_training({"phase": phase.name, "epoch": epoch + 1})
+
+        self._guard_non_finite(lambda: train_loop(
+            net, step, self._phase_data(phase), optimizer=optimizer, epochs=phase.epochs, batch_size=self.batch_size,
+            shuffle_generator=self._generators["shuffle"], start_epoch=start_epoch, scheduler=scheduler,
+            on_epoch_end=on_epoch_end, progress=self.verbose and dist_utils.is_main(),
+            desc=f"{self._LOG_NAME}" + ("" if phase.name == "train" else f" {phase.name}"),
+        ))
+
+    def _guard_non_finite(self, run: Callable[[], Any]) -> Any:
+        """Runs ``run``; a NonFiniteLossError says which checkpoint is left."""
+        try:
+            return run()
+        except NonFiniteLossError as exc:
+            if self._checkpoint is None:
+                raise
+            if self._saved is not None:
+                phase, epoch = self._saved
+                at = f"epoch {epoch}" if phase in (None, "train") else (
+                    f"{phase} phase" if epoch is None else f"{phase} epoch {epoch}")
+                kept = f"The last good checkpoint {self._checkpoint} ({at}) was kept."
+            else:
+                kept = "No checkpoint had been written yet."
+            raise NonFiniteLossError(f"{exc} {kept}") from None
+
+    def _evaluate_record(self, record: dict[str, Any]) -> None:
+        record.update(self._label_metrics(self._data.labels, self._predict_raw(self._data.x)))
+
+    def _emit(self, record: dict[str, Any]) -> None:
         self.history_.append(record)
-        if self.verbose:
+        if self.verbose and dist_utils.is_main():
             shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())
             print(f"[{self._LOG_NAME}] {shown}", file=sys.stderr, flush=True)
-        if callback is not None:
-            callback(record)
+        if self._callback is not None and dist_utils.is_main():
+            self._callback(record)
 
-    def _label_metrics(self, labels: torch.Tensor | None, pred: np.ndarray) -> dict[str, float]:
+    @staticmethod
+    def _label_metrics(labels: torch.Tensor | None, pred: np.ndarray) -> dict[str, float]:
         if labels is None:
             return {}
         from hiclust.metrics import evaluate
 
         return {k: v for k, v in evaluate(labels.numpy(), pred).items() if k in ("acc", "nmi", "ari")}
 
+    # -------------------------------------------------------------------------- inference
+    @torch.no_grad()
+    def _batched_eval(self, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+                      batch_size: int = 1024) -> torch.Tensor:
+        """Applies ``fn`` to model-input batches of raw ``x`` on the fitted device; CPU result."""
+        self.model_.eval()
+        outs = []
+        for i in range(0, x.shape[0], batch_size):
+            batch = self._eval_input(x[i : i + batch_size].to(self.device_))
+            outs.append(fn(batch).float().cpu())
+        return torch.cat(outs)
+
+    def _predict_raw(self, x: torch.Tensor) -> np.ndarray:
+        return self._batched_eval(self._proba, x).argmax(1).numpy()
+
+    def _prepare_like_fit(self, X: Any) -> torch.Tensor:
+        check_is_fitted(self)
+        x = prepare_data(X).x
+        if tuple(x.shape[1:]) != self.input_shape_:
+            raise ValueError(
+                f"this model was fitted on inputs of shape {self.input_shape_} per sample, got {tuple(x.shape[1:])}"
+            )
+        return x
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """(N, K) cluster probabilities (rows sum to 1)."""
+        return self._batched_eval(self._proba, self._prepare_like_fit(X)).numpy()
+
+    def predict(self, X: Any) -> np.ndarray:
+        """(N,) cluster ids 0..K−1: the most probable cluster."""
+        return self._predict_raw(self._prepare_like_fit(X))
+
+    def transform(self, X: Any) -> np.ndarray:
+        """(N, d) learned features of X (the backbone's output, or the embedding z)."""
+        return self._batched_eval(self._embed, self._prepare_like_fit(X)).numpy()
+
     # -------------------------------------------------------------------------- persistence
     def _config(self) -> dict[str, Any]:
-        params = self.get_params()
+        params = self.get_params(deep=False)
         for key, value in params.items():
             if isinstance(value, nn.Module):
                 params[key] = f"custom:{type(value).__name__}"
@@ -243,8 +648,9 @@ class NetEstimatorMixin(DeepClustererMixin):
                 params[key] = list(value)  # JSON has no tuples; keep configs comparable
         return params
 
-    def _io_state(self) -> dict[str, Any]:
-        return {
+    def _state(self) -> dict[str, Any]:
+        """The fitted state: weights, input geometry, history and the method's extra state."""
+        state = {
             "model": self.model_.state_dict(),
             "history": self.history_,
             "input_shape": list(self.input_shape_),
@@ -252,46 +658,29 @@ class NetEstimatorMixin(DeepClustererMixin):
             "feature_mean": None if self.feature_mean_ is None else self.feature_mean_.cpu(),
             "feature_std": None if self.feature_std_ is None else self.feature_std_.cpu(),
         }
+        state.update(self._extra_state())
+        return state
 
-    def _restore_io_state(self, state: dict[str, Any], path: Any) -> None:
-        """Loads weights and history into an already built ``model_`` (shapes checked)."""
+    def _restore_state(self, state: dict[str, Any], path: Any) -> None:
+        """Loads weights, history and extra state into an already built ``model_``."""
         if list(self.input_shape_) != list(state["input_shape"]):
             raise CheckpointError(
                 f"{path} was trained on inputs of shape {tuple(state['input_shape'])}; this run has {self.input_shape_}"
             )
+        self._load_extra_state(state, path)
         try:
             self.model_.load_state_dict(state["model"])
         except RuntimeError as exc:
             raise CheckpointError(f"{path} does not fit this model's layers: {exc}") from None
         self.history_ = list(state["history"])
 
-    def _check_resume_config(self, config: dict[str, Any], path: Any) -> None:
-        mine = self._config()
-        diff = {k: (config.get(k), v) for k, v in mine.items() if k not in self._RESUME_FREE and config.get(k) != v}
-        if diff:
-            raise CheckpointError(
-                f"cannot resume from {path}: its configuration differs in "
-                + ", ".join(f"{k} (checkpoint {a!r}, now {b!r})" for k, (a, b) in diff.items())
-            )
-
-    def _state(self) -> dict[str, Any]:
-        return {}
-
-    def _load_state(self, state: dict[str, Any], path: Any) -> None:
-        pass
-
-    def _full_state(self) -> dict[str, Any]:
-        state = self._io_state()
-        state.update(self._state())
-        return state
-
     def save(self, path: str | Path) -> None:
         """Writes the fitted model (weights, fitted state, config; no optimizer) atomically."""
-        self._check_is_fitted()
-        save_checkpoint(path, model_class=type(self).__name__, config=self._config(), state=self._full_state())
+        check_is_fitted(self)
+        save_checkpoint(path, model_class=type(self).__name__, config=self._config(), state=self._state())
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "auto"):
+    def load(cls, path: str | Path, device: str = "auto") -> "DeepClusterer":
         """Loads a model written by ``save`` or a training checkpoint (safe: weights_only)."""
         config, state = load_checkpoint(path, expected_class=cls.__name__)
         for key, value in config.items():
@@ -308,58 +697,59 @@ class NetEstimatorMixin(DeepClustererMixin):
         fm, fs = state["feature_mean"], state["feature_std"]
         est.feature_mean_ = None if fm is None else fm.to(est.device_)
         est.feature_std_ = None if fs is None else fs.to(est.device_)
+        est._load_extra_state(state, path)
         est.model_ = est._build_model().to(est.device_)
-        est._restore_io_state(state, path)
-        est._load_state(state, path)
+        est._restore_state(state, path)
+        est._after_load(state)
         return est
 
-    def _save_training(self, path: Any, optimizer: torch.optim.Optimizer, generators: dict[str, torch.Generator],
-                       progress: dict[str, Any]) -> None:
-        state = self._full_state()
-        state.update(optimizer=optimizer.state_dict(), rng=capture_rng_state(), progress=progress)
-        state["generators"] = {k: g.get_state() for k, g in generators.items()}
-        save_checkpoint(path, model_class=type(self).__name__, config=self._config(), state=state)
+    def _after_load(self, state: dict[str, Any]) -> None:
+        """Fitted attributes derived from the loaded state (default: none)."""
 
-    def _start_augmented_fit(
-        self, data: PreparedData, checkpoint: str | Path | None, resume: bool
-    ) -> tuple[torch.Tensor, nn.Module, torch.optim.Optimizer, dict[str, torch.Generator], int]:
-        """Common start of the contrastive fits (CC, SimCLR): device, seeds, generators, inputs,
-        model, augmentation, Adam, and the resumed state when ``resume`` finds ``checkpoint``.
+    def _check_resume_config(self, config: dict[str, Any], path: Any) -> None:
+        """Raises CheckpointError naming every parameter in which checkpoint ``config`` differs."""
+        mine = self._config()
+        free = self._resume_free_params()
+        diff = {k: (config.get(k), v) for k, v in mine.items() if k not in free and config.get(k) != v}
+        if diff:
+            raise CheckpointError(
+                f"cannot resume from {path}: its configuration differs in "
+                + ", ".join(f"{k} (checkpoint {a!r}, now {b!r})" for k, (a, b) in diff.items())
+            )
 
-        Returns (training tensor on the device, augmentation, optimizer, generators, start epoch).
-        """
-        self.device_ = resolve_device(self.device)
-        seed_everything(self.seed)
-        gens = {
-            "shuffle": torch.Generator().manual_seed(self.seed),
-            "augment": torch.Generator(device=self.device_).manual_seed(self.seed + 1),
-        }
-        x_dev = self._setup_inputs(data, self.image_size)
-        self.model_ = self._build_model().to(self.device_)
-        augment = self._make_augment(data, self.image_size_ or 0).to(self.device_)
-        optimizer = torch.optim.Adam(self.model_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        self.history_: list[dict[str, Any]] = []
-        start_epoch = 0
-        if resume and checkpoint is not None and Path(checkpoint).exists():
-            progress, opt_state = self._restore_training(checkpoint, gens)
-            optimizer.load_state_dict(opt_state)
-            start_epoch = int(progress["epoch"])
-        return x_dev, augment, optimizer, gens, start_epoch
+    def _save_training(self, progress: dict[str, Any]) -> None:
+        """Writes a training checkpoint: fitted state + optimizer, schedule, RNGs and ``progress``."""
+        state = self._state()
+        # Never replace the last good checkpoint with weights that went non-finite.
+        bad = [k for k, v in state["model"].items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if bad:
+            raise NonFiniteLossError(
+                f"non-finite values in {', '.join(bad[:3])} after epoch {progress.get('epoch')}; the checkpoint "
+                f"{self._checkpoint} was not overwritten. Lower the learning rate or check the input data."
+            )
+        scheduler = getattr(self, "_scheduler", None)
+        state.update(
+            optimizer=self._optimizer.state_dict(), scheduler=None if scheduler is None else scheduler.state_dict(),
+            rng=capture_rng_state(), generators={k: g.get_state() for k, g in self._generators.items()},
+            progress=progress,
+        )
+        if dist_utils.is_main():  # every rank checked finiteness above; one writes
+            save_checkpoint(self._checkpoint, model_class=type(self).__name__, config=self._config(), state=state)
+        self._saved = (progress.get("phase"), progress.get("epoch"))
 
-    def _restore_training(self, path: Any, generators: dict[str, torch.Generator]) -> tuple[dict[str, Any], Any]:
-        """Restores model, fitted state and RNGs from a training checkpoint.
+    def _restore_training(self, path: Any) -> tuple[dict[str, Any], Any, Any]:
+        """Restores the fitted state and RNGs of a training checkpoint.
 
-        Returns (the saved ``progress`` dict, the optimizer state dict to load into the optimizer
-        of the phase that ``progress`` names).
+        Returns (its ``progress``, the optimizer state, the scheduler state) for the phase that
+        ``progress`` names.
         """
         config, state = load_checkpoint(path, expected_class=type(self).__name__)
         if "progress" not in state:
             raise CheckpointError(f"{path} is a saved model, not a training checkpoint; it cannot be resumed")
         self._check_resume_config(config, path)
-        self._restore_io_state(state, path)
-        self._load_state(state, path)
+        self._restore_state(state, path)
         restore_rng_state(state["rng"])
-        for k, g in generators.items():
-            if k in state.get("generators", {}):
+        for k, g in self._generators.items():
+            if k in state["generators"]:
                 g.set_state(state["generators"][k])
-        return dict(state["progress"]), state["optimizer"]
+        return dict(state["progress"]), state["optimizer"], state.get("scheduler")

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 __all__ = ["register", "predict_table", "write_predictions"]
 
@@ -18,23 +17,11 @@ __all__ = ["register", "predict_table", "write_predictions"]
 # --------------------------------------------------------------------------------------
 # predictions with their tree paths
 # --------------------------------------------------------------------------------------
-def _heap_steps(heap: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
-    """For level-``depth`` heap nodes (K,): the heap indices (K, depth) of the nodes on the path
-    from the root and whether each step goes left (K, depth). Bits of heap+1 after the leading 1
-    spell the path (0 = left)."""
-    s = np.arange(depth)
-    code = (heap + 1)[:, None]
-    nodes = (code >> (depth - s)) - 1
-    left = ((code >> (depth - 1 - s)) & 1) == 0
-    return nodes, left
-
-
 def predict_table(model: Any, data: Any) -> dict[str, Any]:
     """Cluster, root-to-leaf path and probabilities of every image, from ONE forward pass.
 
-    For a CoHiClust-like model (``decision_function``, ``leaf_mask_``, ``kept_leaves_``,
-    ``depth_``): the decisions d (N, 2^T−1) give the masked leaf probabilities P_T (SPEC §1.2);
-    the cluster is the argmax over the kept leaves (= ``model.predict``), ``leaf_probability``
+    For a model with ``decision_path`` (CoHiClust; see ``hiclust.methods.cohiclust.DecisionPath``):
+    the decisions d (N, 2^T−1) give the masked leaf probabilities P_T; the cluster is the argmax over the kept leaves (= ``model.predict``), ``leaf_probability``
     is that leaf's probability renormalized over the kept leaves (= ``model.predict_proba``),
     ``step_probabilities[:, s]`` is the probability of the branch taken at step s (d_u going
     left, 1 − d_u going right, u the heap node at level s), and ``path_probability`` is their
@@ -50,7 +37,6 @@ def predict_table(model: Any, data: Any) -> dict[str, Any]:
         or None, "path_probability" (N,) or None, "step_probabilities" (N, T) or None, and
         "leaf_paths" (K,) the path of every leaf.
     """
-    from hiclust.losses import leaf_probabilities
     from hiclust.report.tree_plot import node_names, node_path
 
     h = getattr(model, "hierarchy_", None)
@@ -58,7 +44,7 @@ def predict_table(model: Any, data: Any) -> dict[str, Any]:
         raise TypeError(f"{type(model).__name__} has no hierarchy_; predict paths need a fitted hierarchical model")
     names = node_names(h)
     leaf_paths = np.array([node_path(names[k]) for k in range(h.n_leaves)], dtype=object)
-    if not all(hasattr(model, a) for a in ("decision_function", "leaf_mask_", "kept_leaves_", "depth_")):
+    if not hasattr(model, "decision_path"):
         cluster = np.asarray(model.predict(data), dtype=np.int64)
         leaf_p = None
         if hasattr(model, "predict_proba"):
@@ -67,24 +53,10 @@ def predict_table(model: Any, data: Any) -> dict[str, Any]:
         return {"cluster": cluster, "path": leaf_paths[cluster], "leaf_probability": leaf_p,
                 "path_probability": None, "step_probabilities": None, "leaf_paths": leaf_paths}
 
-    depth = int(model.depth_)
-    kept = np.asarray(torch.as_tensor(model.kept_leaves_).cpu(), dtype=np.int64)  # complete-tree leaf of cluster k
-    heap = kept + 2**depth - 1
-    if h.heap_index is None or not np.array_equal(np.asarray(h.heap_index[: h.n_leaves]), heap):
-        raise RuntimeError("the model's hierarchy_ does not match its kept leaves; reload the model")
-    decisions = np.asarray(model.decision_function(data), dtype=np.float32)  # (N, 2^T − 1)
-    if decisions.shape[1] != 2**depth - 1:
-        raise RuntimeError(f"decision_function gave {decisions.shape[1]} decisions, expected 2^{depth} - 1")
-    mask = torch.as_tensor(model.leaf_mask_).detach().cpu().float()
-    raw = leaf_probabilities(torch.from_numpy(decisions), mask).numpy()[:, kept]  # (N, K) masked P_T
-    cluster = raw.argmax(1).astype(np.int64)  # exactly CoHiClust.predict
-    total = np.maximum(raw.sum(1), 1e-12)
-    leaf_p = raw[np.arange(cluster.size), cluster] / total
-    nodes, left = _heap_steps(heap, depth)  # (K, T)
-    d = np.take_along_axis(decisions, nodes[cluster], axis=1)  # (N, T) left-probabilities on the path
-    steps = np.where(left[cluster], d, 1.0 - d).astype(np.float64)
-    return {"cluster": cluster, "path": leaf_paths[cluster], "leaf_probability": leaf_p.astype(np.float64),
-            "path_probability": steps.prod(1), "step_probabilities": steps, "leaf_paths": leaf_paths}
+    path = model.decision_path(data)  # one forward pass
+    return {"cluster": path.cluster, "path": leaf_paths[path.cluster], "leaf_probability": path.leaf_probability,
+            "path_probability": path.path_probability, "step_probabilities": path.step_probabilities,
+            "leaf_paths": leaf_paths}
 
 
 def write_predictions(table: dict[str, Any], out: str | Path, inputs: list[str], labels: list[str] | None = None) -> Path:
