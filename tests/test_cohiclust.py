@@ -61,7 +61,7 @@ def test_prediction_api_shapes_and_consistency(small_model):
 
 
 def test_predict_proba_equals_masked_leaf_product(small_model):
-    """Leaf probabilities are products of the decisions on the root-to-leaf path (SPEC §1.2)."""
+    """Leaf probabilities are products of the decisions on the root-to-leaf path (docs/methods.md, "Tree probabilities")."""
     model, data = small_model
     d = model.decision_function(data.images[:5])
     kept = model.kept_leaves_.numpy()

@@ -41,7 +41,7 @@ def test_matches_reference_code(case):
 
 
 def _levels_by_node_loop(decisions):
-    """Per-node recursion over the heap, the definition of SPEC §1.2."""
+    """Per-node recursion over the heap, the definition in docs/methods.md, "Tree probabilities"."""
     n, k = decisions.shape
     depth = int(math.log2(k + 1))
     reach = {0: torch.ones(n, dtype=decisions.dtype)}

@@ -1,4 +1,4 @@
-"""Clustering metrics: ACC, NMI, ARI, dendrogram purity and leaf purity (SPEC §4).
+"""Clustering metrics: ACC, NMI, ARI, dendrogram purity and leaf purity (docs/methods.md, "Metrics").
 
 Every function accepts NumPy arrays, torch tensors (any device) or Python lists of integer
 labels of shape (n,). Results are plain Python floats.

@@ -523,12 +523,12 @@ def _fashion(size: int, channels: int) -> dict[str, Any]:
 
 
 _PRESETS: dict[str, Callable[..., dict[str, Any]]] = {
-    # CoHiClust reference recipe (SPEC §1.6): RandomResizedCrop(0.08–1), flip .5, ColorJitter(.4,.4,.4,.1) p .8,
+    # CoHiClust reference recipe (docs/methods.md, "Reference recipe"): RandomResizedCrop(0.08–1), flip .5, ColorJitter(.4,.4,.4,.1) p .8,
     # grayscale .2, and no blur at any size.
     "simclr": lambda size, ch, s: _simclr(size, ch, blur=False),
     # SimCLR paper variant: as "simclr" plus Gaussian blur p .5 for images ≥ 96 px (kernel ≈ 10% of the size).
     "simclr_blur": lambda size, ch, s: _simclr(size, ch, blur=True),
-    # CC reference (SPEC §2): jitter 0.8s/0.2s with s = 0.5 for CIFAR-sized (≤ 32 px) input unless given,
+    # CC reference (docs/methods.md, "CC"): jitter 0.8s/0.2s with s = 0.5 for CIFAR-sized (≤ 32 px) input unless given,
     # blur kernel 23 p .5 only at ≥ 224 px.
     "cc": _cc,
     "digits": lambda size, ch, s: _digits(size, ch),

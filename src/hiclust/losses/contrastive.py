@@ -1,5 +1,5 @@
 """Contrastive losses: NT-Xent (SimCLR, CoHiClust's R2, CC's instance loss) and CC's
-cluster-level loss with its marginal-entropy term (SPEC.md §1.4, §2)."""
+cluster-level loss with its marginal-entropy term (docs/methods.md, "Regularization" and "CC")."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ __all__ = ["nt_xent", "cluster_contrastive_loss", "cluster_entropy"]
 
 
 def nt_xent(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
-    """NT-Xent over the 2N rows of two views (SPEC.md §1.4 R2).
+    """NT-Xent over the 2N rows of two views (docs/methods.md, "Regularization", R2).
 
     Args:
         z_a, z_b: (N, D) projections of the two views (normalized here, so any scale works).

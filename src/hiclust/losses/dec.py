@@ -1,4 +1,4 @@
-"""Losses of DEC/IDEC and the other loss components of the deep clustering lecture (SPEC.md §3).
+"""Losses of DEC/IDEC and the other loss components of the deep clustering lecture (docs/methods.md, "DEC and IDEC").
 
 All functions are pure functions of tensors, vectorized over samples and clusters.
 

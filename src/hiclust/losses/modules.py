@@ -158,7 +158,7 @@ class NTXentLoss(_GatheringLoss):
 
 
 class CoHiClustLoss(_GatheringLoss):
-    """CoHiClust's loss: w_R2·NT-Xent + CoHiLoss + w_R1·R1 (tree balance), SPEC.md §1.3–§1.4.
+    """CoHiClust's loss: w_R2·NT-Xent + CoHiLoss + w_R1·R1 (tree balance; docs/methods.md, "Regularization").
 
     Without decisions (the pre-training epochs) only the weighted NT-Xent term is computed. Wraps
     :func:`hiclust.losses.nt_xent`, :func:`hiclust.losses.cohiloss` and

@@ -1,4 +1,4 @@
-"""Tree losses of CoHiClust (SPEC.md §1.2–§1.4), vectorized over samples, pairs and nodes.
+"""Tree losses of CoHiClust (docs/methods.md, "CoHiClust"), vectorized over samples, pairs and nodes.
 
 Conventions: a tree of depth T has 2^T − 1 internal nodes in heap order (root 0, children
 2u+1 = left, 2u+2 = right) and 2^T leaves numbered left to right. ``decisions`` are the tree
@@ -106,7 +106,7 @@ def cohiloss(
     leaf_mask: torch.Tensor | None = None,
     form: str = "reference",
 ) -> torch.Tensor:
-    """CoHiLoss summed over levels 1..T (SPEC.md §1.3), in closed form O(N·2^T).
+    """CoHiLoss summed over levels 1..T (docs/methods.md, "CoHiLoss"), in closed form O(N·2^T).
 
     Args:
         decisions_a, decisions_b: (N, 2^T − 1) tree-head outputs for the two views; row j of
@@ -152,7 +152,7 @@ def tree_balance_loss(
     decisions_b: torch.Tensor,
     leaf_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """R1, the balanced-split regularizer, before its 2^−T factor (SPEC.md §1.4, reference form).
+    """R1, the balanced-split regularizer, before its 2^−T factor (docs/methods.md, "Regularization", reference form).
 
     For each level t: p̄ = mean over the 2N stacked rows of P_t (masked at level T); each sibling
     pair (2l, 2l+1) with neither leaf pruned adds −(1/2^t)·½·(log p̄_2l + log p̄_2l+1).

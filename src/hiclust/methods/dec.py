@@ -1,4 +1,4 @@
-"""DEC and IDEC (SPEC.md §3, the deep clustering lecture), with the lecture's other loss
+"""DEC and IDEC (docs/methods.md, "DEC and IDEC"), with the lecture's other loss
 components available as parameters.
 
 Training has two phases:
