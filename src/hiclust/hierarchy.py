@@ -68,6 +68,7 @@ __all__ = [
     "to_json",
     "from_json",
     "bisecting_kmeans",
+    "l2h_linkage",
 ]
 
 _JSON_FORMAT = "hiclust.Hierarchy"
@@ -501,7 +502,7 @@ def _heap_path(heap_index: int) -> str:
 def complete_tree(depth: int, pruned_leaves: Sequence[int] | Any = ()) -> tuple[np.ndarray, np.ndarray]:
     """The CoHiClust tree: a complete binary tree of depth T with some leaves removed.
 
-    Heap order (SPEC §1.2): root 0, children 2u+1 (left) and 2u+2 (right); the 2^T leaves of
+    Heap order (docs/methods.md, "Tree probabilities"): root 0, children 2u+1 (left) and 2u+2 (right); the 2^T leaves of
     level T are 0..2^T−1 left to right. Pruned leaves are removed, internal nodes left without
     leaves are removed, and single-child nodes are collapsed into their child. The K remaining
     leaves are numbered 0..K−1 left to right (= CoHiClust cluster ids).
@@ -1214,6 +1215,152 @@ def from_json(s: str) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------
+# L2H: a hierarchy over the clusters of a flat model, from its logits
+# --------------------------------------------------------------------------------------
+_L2H_TIE_TOL = 1e-12  # scores / affinities closer than this are ties (broken by lowest node id)
+
+
+def _check_logits(logits: Any) -> np.ndarray:
+    """Validated logits as a new float64 (N, K) array."""
+    try:
+        x = _as_numpy(logits, "logits")
+    except TypeError as e:
+        raise ValueError(str(e)) from e
+    if x.dtype == bool or not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+        raise ValueError(f"logits must be a real numeric array, got dtype {x.dtype}.")
+    if x.ndim != 2:
+        raise ValueError(f"logits must be 2-D of shape (n_points, n_clusters), got shape {x.shape}.")
+    if x.shape[1] < 2:
+        raise ValueError(f"logits need at least 2 clusters (columns) to build a hierarchy, got {x.shape[1]}.")
+    if x.shape[0] < 1:
+        raise ValueError("logits has no rows; L2H needs at least one point.")
+    x = x.astype(np.float64)  # a copy: the caller's array is never modified
+    if not np.all(np.isfinite(x)):
+        raise ValueError("logits contains NaN or infinite values.")
+    return x
+
+
+def _row_softmax(x: np.ndarray) -> np.ndarray:
+    """Softmax of each row; entries of -inf get probability 0 (each row needs one finite entry)."""
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def l2h_linkage(logits: Any, *, return_merges: bool = False) -> np.ndarray | tuple[np.ndarray, dict[str, np.ndarray]]:
+    """L2H ("From Logits to Hierarchies", Palumbo et al. 2024): a hierarchy over the K clusters
+    of a flat model, built from its logits alone in K−1 merges.
+
+    With p = softmax(logits) (N, K), every point i has the assignment a_i = argmax_k p_ik and
+    the confidence c_i = max_k p_ik, both fixed once from the full softmax. The points *of* a
+    group of clusters are those whose a_i lies in the group. Groups start as the K singletons;
+    at each step
+
+    1. every current group G scores S(G) = Σ_{k∈G} m_k, where m_k is the mean confidence of the
+       points assigned to cluster k, and m_k = 0 for a cluster no point is assigned to (an empty
+       cluster carries no evidence, so it scores lowest and is merged first);
+    2. the group of lowest score, L, is merged (ties: the lowest node id);
+    3. its points are re-assigned by a softmax restricted to the logits of the clusters outside
+       L, p'_ik = exp(x_ik) / Σ_{j∉L} exp(x_ij) for k ∉ L, and L merges into the other group H
+       of highest affinity mean_i Σ_{k∈H} p'_ik (ties: the lowest node id). If L has no points
+       (all its clusters are empty) the mean is replaced by a mean over all points weighted by
+       their soft membership in L, w_i = Σ_{k∈L} p_ik (uniform if every w_i underflows to 0);
+    4. L ∪ H replaces L and H as a new node, numbered K, K+1, … as SciPy numbers them.
+
+    Scores and affinities within 1e-12 of the extreme count as ties. The score of the merged
+    group never decreases from one step to the next (every group left scores at least the
+    current minimum, and a union scores at least as much as its parts).
+
+    Everything is vectorized over points; the loop runs over the K−1 merges, O(N·K) per merge.
+
+    Parameters
+    ----------
+    logits : array_like, shape (N, K)
+        Real, finite logits of N >= 1 points over K >= 2 clusters (NumPy array, list or torch
+        tensor); computed in float64.
+    return_merges : bool
+        Also return the per-merge record.
+
+    Returns
+    -------
+    Z : numpy.ndarray, shape (K-1, 4), float64
+        SciPy linkage matrix, one row per merge in merge order: ``[L, H, step, n_leaves]``
+        with column 0 the low-scoring group that was merged, column 1 the group it merged into,
+        leaf k = cluster k and row s creating node K+s. The height is the merge step 1..K−1:
+        strictly increasing, so SciPy accepts Z, every node is higher than its children and
+        ``cut(n_clusters=j)`` (or ``fcluster(Z, j, "maxclust")``) is exactly the partition after
+        K−j merges with no ties to break. (The merge scores are monotone too, but can tie, e.g.
+        0 for several empty clusters; they are in the record.) Column 3 counts the clusters
+        (leaves) under the new node, not points.
+    merges : dict of numpy.ndarray, shape (K-1,) each
+        Only with ``return_merges=True``: ``"low"`` and ``"into"`` (int64 node ids, = Z[:, 0]
+        and Z[:, 1]), ``"score"`` (S(L), non-decreasing), ``"affinity"`` (the affinity of L to
+        H) and ``"n_points"`` (int64, the points of L).
+
+    Raises
+    ------
+    ValueError
+        logits is not a finite real 2-D array with at least one row and two columns.
+
+    See Also
+    --------
+    Hierarchy.from_logits : the same tree as a :class:`Hierarchy`.
+
+    Examples
+    --------
+    Cluster 1 is the least confident and its point leans to cluster 2; then cluster 3's point
+    prefers cluster 0 to 1 or 2 alone, but the group {1, 2} as a whole:
+
+    >>> logits = [[3.5, 0, 0, 0], [0, 1, 0.95, 0], [0, 0, 3, 0], [1, 0.8, 0.8, 1.5]]
+    >>> l2h_linkage(logits).tolist()
+    [[1.0, 2.0, 1.0, 2.0], [3.0, 4.0, 2.0, 3.0], [0.0, 5.0, 3.0, 4.0]]
+    >>> Z, merges = l2h_linkage(logits, return_merges=True)
+    >>> np.round(merges["affinity"], 3).tolist(), merges["n_points"].tolist()
+    ([0.564, 0.621, 1.0], [1, 1, 1])
+    """
+    x = _check_logits(logits)
+    n, k = x.shape
+    p = _row_softmax(x)
+    assign = p.argmax(axis=1)
+    conf = p[np.arange(n), assign]
+    n_assigned = np.bincount(assign, minlength=k)
+    mean_conf = np.bincount(assign, weights=conf, minlength=k) / np.maximum(n_assigned, 1)  # 0 if empty
+
+    n_nodes = 2 * k - 1
+    group = np.arange(k)  # node id of the group holding each cluster
+    leaves = np.ones(n_nodes, dtype=np.int64)
+    z = np.empty((k - 1, 4), dtype=np.float64)
+    rec = {"low": np.empty(k - 1, dtype=np.int64), "into": np.empty(k - 1, dtype=np.int64),
+           "score": np.empty(k - 1), "affinity": np.empty(k - 1), "n_points": np.empty(k - 1, dtype=np.int64)}
+    for step in range(k - 1):  # K−1 merges; each vectorized over points and clusters
+        nodes = np.unique(group)  # current groups, ascending node id
+        score = np.bincount(group, weights=mean_conf, minlength=n_nodes)[nodes]
+        low = int(nodes[np.flatnonzero(score <= score.min() + _L2H_TIE_TOL)[0]])
+        inside = group == low  # (K,) clusters of the low group
+        members = inside[assign]  # (N,) its points
+        n_members = int(members.sum())
+        if n_members:
+            col = _row_softmax(np.where(inside, -np.inf, x[members])).mean(axis=0)
+        else:  # no points: soft membership in the group weighs every point
+            q = _row_softmax(np.where(inside, -np.inf, x))
+            w = p[:, inside].sum(axis=1)
+            total = w.sum()
+            col = (w @ q) / total if total > 0 else q.mean(axis=0)
+        # mean_i Σ_{k∈H} p'_ik = Σ_{k∈H} mean_i p'_ik: column means summed per group
+        affinity = np.bincount(group, weights=col, minlength=n_nodes)[nodes]
+        affinity[nodes == low] = -np.inf
+        into = int(nodes[np.flatnonzero(affinity >= affinity.max() - _L2H_TIE_TOL)[0]])
+        new = k + step
+        leaves[new] = leaves[low] + leaves[into]
+        z[step] = (low, into, step + 1, leaves[new])
+        rec["low"][step], rec["into"][step] = low, into
+        rec["score"][step] = score[nodes == low][0]
+        rec["affinity"][step] = affinity[nodes == into][0]
+        rec["n_points"][step] = n_members
+        group[inside | (group == into)] = new
+    return (z, rec) if return_merges else z
+
+
+# --------------------------------------------------------------------------------------
 # Hierarchy: the object view
 # --------------------------------------------------------------------------------------
 def _frozen(a: np.ndarray | None) -> np.ndarray | None:
@@ -1383,6 +1530,34 @@ class Hierarchy:
             i += 1
         ch, _ = _canonical(np.asarray(kids, dtype=np.int64).reshape(-1, 2), 0, np.asarray(key))
         return cls(ch, leaf_of=np.asarray(labels), source="bisecting_kmeans")
+
+    @classmethod
+    def from_logits(cls, logits: Any) -> "Hierarchy":
+        """The L2H hierarchy over the K clusters of a flat model, from its logits (:func:`l2h_linkage`).
+
+        Leaf k is cluster k and node K+s is merge s, so ``to_linkage()`` returns exactly
+        ``l2h_linkage(logits)``: one row per merge, in merge order. Heights are the merge steps
+        1..K−1, so ``cut(n_clusters=j)`` undoes the last j−1 merges. ``source`` is "l2h". No
+        points are attached; attach them with ``with_points(np.argmax(logits, axis=1), y)``.
+
+        Parameters
+        ----------
+        logits : array_like, shape (N, K)
+            See :func:`l2h_linkage`.
+
+        Returns
+        -------
+        Hierarchy
+            With K leaves.
+
+        Examples
+        --------
+        >>> h = Hierarchy.from_logits([[3.5, 0, 0, 0], [0, 1, 0.95, 0], [0, 0, 3, 0], [1, 0.8, 0.8, 1.5]])
+        >>> h.source, h.n_leaves, h.cut(n_clusters=2).tolist()
+        ('l2h', 4, [0, 1, 1, 1])
+        """
+        children, height = from_linkage(l2h_linkage(logits), name="logits linkage")
+        return cls(children, height=height, source="l2h")
 
     # ---------------------------------------------------------------- structure queries
     @property
