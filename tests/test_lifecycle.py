@@ -163,6 +163,8 @@ def test_save_load_round_trip_in_the_one_format(name, cls, tmp_path):
     params = {"n_clusters": 2, "epochs": 1, "batch_size": 32, "device": "cpu", "verbose": False}
     if name in ("dec", "idec"):
         params.update(pretrain_epochs=1, hidden_dims=(16,), n_init=1, update_interval=2)
+    elif name == "deepect":
+        params.update(pretrain_epochs=1, epochs=2, hidden_dims=(16,), n_init=1, max_leaves=3, grow_interval=1)
     else:
         params["backbone"] = "smallcnn"
     if name == "cohiclust":

@@ -8,7 +8,7 @@
 
 from hiclust.data import ImageDataset, load_dataset
 from hiclust.hierarchy import Hierarchy
-from hiclust.methods import DEC, IDEC, METHODS, CoHiClust, ContrastiveClustering, SimCLR
+from hiclust.methods import DEC, IDEC, METHODS, CoHiClust, ContrastiveClustering, DeepECT, SimCLR
 
 __version__ = "0.1.0"
-__all__ = ["CoHiClust", "ContrastiveClustering", "DEC", "IDEC", "SimCLR", "Hierarchy", "ImageDataset", "load_dataset", "METHODS", "__version__"]
+__all__ = ["CoHiClust", "ContrastiveClustering", "DEC", "IDEC", "DeepECT", "SimCLR", "Hierarchy", "ImageDataset", "load_dataset", "METHODS", "__version__"]

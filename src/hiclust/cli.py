@@ -117,10 +117,18 @@ def load_run_model(run_dir: str | Path, device: str = "auto"):
 
 
 def _metrics_for(model: Any, data: Any, labels_pred) -> dict[str, float]:
-    from hiclust.metrics import evaluate
+    from hiclust.metrics import evaluate, leaf_purity
 
     y = data.labels.numpy()
     hierarchy = getattr(model, "hierarchy_", None)
+    if hasattr(model, "predict_leaf"):
+        # A tree with more leaves than clusters (DeepECT): DP and leaf purity on the full tree,
+        # the other metrics on the flat partition.
+        leaf = model.predict_leaf(data)
+        out = evaluate(y, labels_pred, hierarchy.to_linkage() if hierarchy.n_leaves > 1 else None,
+                       leaf if hierarchy.n_leaves > 1 else None)
+        out["leaf_purity"] = leaf_purity(y, leaf)
+        return out
     if hierarchy is not None and hierarchy.n_leaves > 1:
         return evaluate(y, labels_pred, hierarchy.to_linkage(), labels_pred)
     return evaluate(y, labels_pred)

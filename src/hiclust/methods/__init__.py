@@ -7,10 +7,11 @@ from typing import Any
 from hiclust.methods.cc import ContrastiveClustering
 from hiclust.methods.cohiclust import CoHiClust, CoHiClustNet
 from hiclust.methods.dec import DEC, IDEC
+from hiclust.methods.deepect import DeepECT
 from hiclust.methods.simclr import SimCLR
 
 __all__ = [
-    "CoHiClust", "CoHiClustNet", "ContrastiveClustering", "DEC", "IDEC", "SimCLR", "METHODS", "make_estimator",
+    "CoHiClust", "CoHiClustNet", "ContrastiveClustering", "DEC", "IDEC", "DeepECT", "SimCLR", "METHODS", "make_estimator",
     "register_method",
 ]
 
@@ -20,6 +21,7 @@ METHODS: dict[str, type] = {
     "dec": DEC,
     "idec": IDEC,
     "simclr": SimCLR,
+    "deepect": DeepECT,
 }
 
 

@@ -185,6 +185,8 @@ class Phase:
             of ``predict`` on the training data).
         run: a custom phase: ``run(progress, optimizer_state)`` replaces the standard epoch loop
             (DEC's clustering phase, with its target refreshes and convergence test).
+        start: called once when a standard phase starts afresh (not when it is resumed), after
+            its optimizer exists (DeepECT's first split of the root).
     """
 
     name: str
@@ -195,6 +197,7 @@ class Phase:
     checkpoint_last: bool = True
     evaluate: Callable[[dict[str, Any]], None] | None = None
     run: Callable[[dict[str, Any], Any], None] | None = None
+    start: Callable[[], None] | None = None
 
 
 # Parameters shared by several methods, declared once (a method may re-declare one to say more).
@@ -204,12 +207,12 @@ COMMON_PARAMS: dict[str, Param] = {}
 def _declare_common() -> None:
     from numbers import Integral, Real
 
-    from hiclust.methods.params import Interval, StrOptions
+    from hiclust.methods.params import Interval, RegistryOptions
     from hiclust.nn import BACKBONES
 
     COMMON_PARAMS.update(
         n_clusters=Param(Interval(Integral, 1, None, closed="left"), "Number of clusters K."),
-        backbone=Param([StrOptions({"auto", *BACKBONES}), nn.Module],
+        backbone=Param([RegistryOptions({"auto"}, BACKBONES), nn.Module],
                        "The network f: 'auto' (a small CNN for images up to 28 px with one channel, "
                        "ResNet18 otherwise; an MLP for feature matrices), a name from "
                        "hiclust.nn.BACKBONES, or an nn.Module with a feature_dim attribute."),
@@ -530,6 +533,8 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
         self._optimizer, self._scheduler = optimizer, scheduler
         if start_epoch >= phase.epochs:
             return
+        if phase.start is not None and start_epoch == 0 and opt_state is None:
+            phase.start()
         world, rank = dist_utils.world_size(), dist_utils.rank()
         net = self._train_module()
         if world > 1:

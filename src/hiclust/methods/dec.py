@@ -53,7 +53,7 @@ from hiclust.methods.base import DeepClusterer, Phase, PreparedData, common
 from hiclust.methods.params import Integral, Interval, Param, Real, StrOptions
 from hiclust.train import train_loop
 
-__all__ = ["DEC", "IDEC", "DECNet", "MLPAutoEncoder", "ConvAutoEncoder"]
+__all__ = ["DEC", "IDEC", "DECNet", "MLPAutoEncoder", "ConvAutoEncoder", "build_autoencoder", "kmeans_metrics"]
 
 AUTOENCODERS = ("auto", "mlp", "conv")
 
@@ -144,6 +144,25 @@ class DECNet(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, ...) → (z (B, embedding_dim), x̂ (B, ...))."""
         return self.autoencoder(x)
+
+
+def build_autoencoder(est: Any) -> nn.Module:
+    """The autoencoder an estimator's parameters describe (``backbone`` "mlp"/"auto" or "conv",
+    ``hidden_dims``, ``conv_channels``, ``embedding_dim``) for its fitted input geometry."""
+    shape = est.input_shape_
+    if est.backbone == "conv":
+        return ConvAutoEncoder(shape[0], est.image_size_, tuple(est.conv_channels), est.embedding_dim)
+    return MLPAutoEncoder(int(np.prod(shape)), tuple(int(d) for d in est.hidden_dims), est.embedding_dim)
+
+
+def kmeans_metrics(est: Any, record: dict[str, Any]) -> None:
+    """Adds kmeans_acc/nmi/ari of k-means (3 restarts) on the embedding of the training data to a
+    pre-training record: how clusterable the autoencoder's space is so far."""
+    from sklearn.cluster import KMeans
+
+    z = est._batched_eval(est._embed, est._data.x).numpy()
+    pred = KMeans(est.n_clusters, n_init=3, random_state=est.seed).fit_predict(z)
+    record.update({f"kmeans_{k}": v for k, v in est._label_metrics(est._data.labels, pred).items()})
 
 
 # ------------------------------------------------------------------------------------------------
@@ -328,12 +347,7 @@ class DEC(DeepClusterer):
         return a, 1.0 - a
 
     def _build_model(self) -> DECNet:
-        shape = self.input_shape_
-        if self.backbone == "conv":
-            ae: nn.Module = ConvAutoEncoder(shape[0], self.image_size_, tuple(self.conv_channels), self.embedding_dim)
-        else:
-            ae = MLPAutoEncoder(int(np.prod(shape)), tuple(int(d) for d in self.hidden_dims), self.embedding_dim)
-        return DECNet(ae, self.n_clusters)
+        return DECNet(build_autoencoder(self), self.n_clusters)
 
     # ----------------------------------------------------------------------------- training
     def _init_fit_state(self, data: PreparedData) -> None:
@@ -349,7 +363,7 @@ class DEC(DeepClusterer):
             nb_idx, nb_w = knn_graph(flat, self.n_neighbors)
             self._neighbors = (nb_idx.to(self.device_), nb_w.to(self.device_))
         pretrain = Phase("pretrain", epochs=self.pretrain_epochs, lr=self.pretrain_lr, record_phase=True,
-                         checkpoint_last=False, evaluate=self._kmeans_metrics)
+                         checkpoint_last=False, evaluate=lambda record: kmeans_metrics(self, record))
         if self.pretrained is not None:
             pretrain.run = lambda progress, opt_state: self._load_pretrained(self.pretrained)
         return [pretrain, Phase("cluster", lr=self.lr, run=self._cluster_phase)]
@@ -393,13 +407,6 @@ class DEC(DeepClusterer):
         terms: dict[str, torch.Tensor] = {}
         terms["loss"] = self._non_clustering(idx, x_in, z, x_hat, terms)
         return terms
-
-    def _kmeans_metrics(self, record: dict[str, Any]) -> None:
-        from sklearn.cluster import KMeans
-
-        z = self._batched_eval(self._embed, self._data.x).numpy()
-        pred = KMeans(self.n_clusters, n_init=3, random_state=self.seed).fit_predict(z)
-        record.update({f"kmeans_{k}": v for k, v in self._label_metrics(self._data.labels, pred).items()})
 
     def _load_pretrained(self, path: str | Path) -> None:
         """Copies the autoencoder weights of a saved DEC/IDEC (architecture checked)."""

@@ -29,7 +29,7 @@ from typing import Any
 from sklearn.utils._param_validation import Interval, InvalidParameterError, Options, StrOptions
 
 __all__ = [
-    "Param", "Interval", "StrOptions", "Options", "InvalidParameterError", "Integral", "Real",
+    "Param", "RegistryOptions", "Interval", "StrOptions", "Options", "InvalidParameterError", "Integral", "Real",
     "describe_constraints", "flag_name", "numpydoc_parameters", "install_parameters",
 ]
 
@@ -55,6 +55,34 @@ class Param:
 
     def constraint_list(self) -> list[Any]:
         return list(self.constraints) if isinstance(self.constraints, list) else [self.constraints]
+
+
+class RegistryOptions(StrOptions):
+    """The names of a live registry plus a few fixed ones (e.g. 'auto' + ``hiclust.nn.BACKBONES``):
+    a name registered after import (``register_backbone``) is valid at once, and messages list the
+    choices sorted.
+
+    >>> registry = {"b": 1}
+    >>> c = RegistryOptions({"auto"}, registry)
+    >>> registry["a"] = 2
+    >>> c.is_satisfied_by("a"), str(c)
+    (True, "a str among {'a', 'auto', 'b'}")
+    """
+
+    def __init__(self, fixed: set[str], registry: dict[str, Any]) -> None:
+        self._registry = registry
+        super().__init__(set(fixed))
+
+    def __str__(self) -> str:
+        return "a str among {" + ", ".join(repr(o) for o in sorted(self.options)) + "}"
+
+    @property
+    def options(self) -> set[str]:  # type: ignore[override]
+        return self._fixed | set(self._registry)
+
+    @options.setter
+    def options(self, value: set[str]) -> None:
+        self._fixed = set(value)
 
 
 def describe_constraints(constraints: Any) -> str:
