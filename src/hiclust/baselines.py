@@ -8,6 +8,9 @@ so that dendrogram purity is measured at the same granularity as a CoHiClust tre
 
 Flat: :func:`kmeans`, :func:`spectral`, :func:`nmf`.
 Hierarchical: :func:`agglomerative` (ward / average / complete / single), :func:`bisecting_kmeans`.
+Post-hoc trees over the K clusters of a fitted model: :func:`complete_linkage_between_clusters`
+(the exact K×K complete-linkage distances, chunked) and :func:`complete_linkage_cluster_tree`
+(the "IDEC (agglomerative complete*)" row: those clusters merged by complete linkage).
 Deep features: :func:`autoencoder_features` (DEC's pre-trained autoencoder, no clustering
 phase), :func:`simclr_features` (CoHiClust's backbone trained with NT-Xent only), used by the
 "AE + k-means", "AE + agglomerative" and "SimCLR features + agglomerative" rows.
@@ -39,6 +42,8 @@ __all__ = [
     "agglomerative",
     "bisecting_kmeans",
     "truncate_linkage",
+    "complete_linkage_between_clusters",
+    "complete_linkage_cluster_tree",
     "autoencoder_features",
     "simclr_features",
     "BASELINES",
@@ -216,6 +221,141 @@ def bisecting_kmeans(X: Any, n_clusters: int, *, random_state: int = 0, n_init: 
     started = time.perf_counter()
     labels, tree = _bkm(x, k, random_state=random_state, n_init=n_init)
     return BaselineResult(labels, tree, None, "bisecting_kmeans", time.perf_counter() - started)
+
+
+# ------------------------------------------------------------------------------------------------
+# post-hoc trees over the clusters of a fitted model
+# ------------------------------------------------------------------------------------------------
+def complete_linkage_between_clusters(
+    z: Any,
+    labels: Any,
+    *,
+    n_clusters: int | None = None,
+    chunk_size: int | None = None,
+    max_block_bytes: int = 128 * 2**20,
+    device: Any = None,
+) -> np.ndarray:
+    """Exact complete-linkage distances between clusters: D[a, b] = max ‖z_i − z_j‖ over the
+    points i of cluster a and j of cluster b.
+
+    The points are sorted by cluster, and for each chunk of ``chunk_size`` rows (points
+    ``s..e−1``) one block ``torch.cdist(z[s:e], z[s:])`` is computed (Euclidean, float64); every
+    unordered pair of points lies in exactly one such block. The block is reduced with ``amax``
+    over the columns of each cluster (contiguous after sorting, so these are views), giving
+    (rows, K), then over the rows of each cluster (contiguous too) with ``amax``. The loops
+    run over chunks and clusters only; nothing loops over points. Finally D = max(D, Dᵀ), with the
+    diagonal set to 0, so ``scipy.spatial.distance.squareform(D)`` works.
+
+    Memory: one (chunk_size, N) float64 block at a time. By default ``chunk_size`` is chosen so
+    that the block takes at most ``max_block_bytes`` (128 MiB). For example, N = 70,000 gives
+    chunks of 239 rows and 293 blocks. Peak extra memory is about one block plus O(N·d + K²),
+    far below 1 GB. The work is about N²/2 distances.
+
+    Args:
+        z: (N, d) embeddings (NumPy array or torch tensor).
+        labels: (N,) cluster ids in 0..K−1. Every cluster must have at least one point
+            (compact the ids first, e.g. ``np.unique(labels, return_inverse=True)``).
+        n_clusters: K. Default ``labels.max() + 1``.
+        chunk_size: rows per block. Default: derived from ``max_block_bytes``.
+        max_block_bytes: upper bound on the bytes of one distance block (used without
+            ``chunk_size``).
+        device: torch device to compute on. Default: z's device for a tensor, else the CPU.
+
+    Returns:
+        (K, K) float64 NumPy array: symmetric, zero diagonal, D[a, b] = the largest distance
+        between a point of a and a point of b.
+
+    Raises:
+        ValueError: bad shapes, ids out of range, an empty cluster, or non-finite z.
+    """
+    import torch
+
+    zt = z if isinstance(z, torch.Tensor) else torch.as_tensor(np.asarray(z))
+    if device is None:
+        device = zt.device
+    zt = zt.detach().to(device=device, dtype=torch.float64)
+    if zt.ndim != 2 or zt.shape[0] == 0:
+        raise ValueError(f"z must be a non-empty (N, d) array, got shape {tuple(zt.shape)}")
+    if not bool(torch.isfinite(zt).all()):
+        raise ValueError("z contains NaN or infinite values")
+    lab = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    if lab.ndim != 1 or lab.shape[0] != zt.shape[0]:
+        raise ValueError(f"labels must have shape ({zt.shape[0]},) (one per row of z), got {lab.shape}")
+    if lab.dtype == bool or not np.issubdtype(lab.dtype, np.integer):
+        raise ValueError(f"labels must be integer cluster ids, got dtype {lab.dtype}")
+    lab = lab.astype(np.int64)
+    k = int(lab.max()) + 1 if n_clusters is None else int(n_clusters)
+    if lab.min() < 0 or lab.max() >= k:
+        raise ValueError(f"labels must be in 0..{k - 1}, got values in {lab.min()}..{lab.max()}")
+    counts = np.bincount(lab, minlength=k)
+    if (counts == 0).any():
+        raise ValueError(f"cluster(s) {np.flatnonzero(counts == 0).tolist()} have no points; the distance to an "
+                         "empty cluster is undefined (compact the ids with np.unique(labels, return_inverse=True))")
+    n = zt.shape[0]
+    if chunk_size is None:
+        chunk_size = max(1, int(max_block_bytes) // (8 * n))
+    chunk_size = int(chunk_size)
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    order = np.argsort(lab, kind="stable")
+    zs = zt[torch.as_tensor(order, device=device)]
+    bounds = np.concatenate([[0], np.cumsum(counts)])  # cluster b holds sorted rows bounds[b]..bounds[b+1]−1
+    out = torch.full((k, k), -np.inf, dtype=torch.float64, device=device)
+    for start in range(0, n, chunk_size):  # loop over chunks: block (rows start..stop−1) × (columns start..n−1)
+        stop = min(start + chunk_size, n)
+        block = torch.cdist(zs[start:stop], zs[start:])
+        per_cluster = torch.full((stop - start, k), -np.inf, dtype=torch.float64, device=device)
+        for b in range(k):  # loop over clusters: the columns of cluster b are one contiguous slice
+            lo, hi = max(int(bounds[b]), start) - start, int(bounds[b + 1]) - start
+            if hi > lo:
+                per_cluster[:, b] = block[:, lo:hi].amax(dim=1)
+        del block
+        for a in range(k):  # ... and so are its rows
+            lo, hi = max(int(bounds[a]), start) - start, min(int(bounds[a + 1]), stop) - start
+            if hi > lo:
+                out[a] = torch.maximum(out[a], per_cluster[lo:hi].amax(dim=0))
+    d = torch.maximum(out, out.T)
+    d.fill_diagonal_(0.0)
+    return d.cpu().numpy()
+
+
+def complete_linkage_cluster_tree(z: Any, labels: Any, **kwargs: Any) -> BaselineResult:
+    """Merges the clusters of a flat partition by complete-linkage agglomerative clustering in
+    the embedding z ("IDEC (agglomerative complete*)" in CoHiClust's hierarchical table).
+
+    The distance between two clusters is the largest distance between a point of one and a
+    point of the other (:func:`complete_linkage_between_clusters`, exact). SciPy's complete
+    linkage on that K×K matrix gives the tree. Complete linkage of a union is the max of its
+    parts, so this is the same tree as complete linkage over the points with the clusters held
+    together.
+
+    Args:
+        z: (N, d) embeddings (e.g. ``model.transform(X)``).
+        labels: (N,) integer cluster ids (e.g. ``model.labels_``). Ids with no points are
+            dropped: the remaining K' clusters are renumbered 0..K'−1 in increasing id order.
+        **kwargs: passed to :func:`complete_linkage_between_clusters` (``chunk_size``,
+            ``max_block_bytes``, ``device``).
+
+    Returns:
+        A :class:`BaselineResult` with the renumbered ``labels`` and a ``hierarchy`` over the
+        K' clusters with the points attached (leaf j = cluster j). ``extra["cluster_ids"]`` holds
+        the original id of each leaf, and ``extra["distances"]`` the K'×K' matrix.
+    """
+    from scipy.cluster.hierarchy import linkage as scipy_linkage
+    from scipy.spatial.distance import squareform
+
+    started = time.perf_counter()
+    lab = np.asarray(labels.detach().cpu().numpy() if hasattr(labels, "detach") else labels)
+    ids, compact = np.unique(lab, return_inverse=True)
+    compact = compact.reshape(-1).astype(np.int64)
+    d = complete_linkage_between_clusters(z, compact, n_clusters=ids.size, **kwargs)
+    if ids.size == 1:
+        tree = Hierarchy(np.full((1, 2), -1), leaf_of=compact)
+    else:
+        z_clusters = scipy_linkage(squareform(d, checks=False), method="complete")
+        tree = Hierarchy.from_linkage(z_clusters).with_points(compact)
+    return BaselineResult(compact, tree, None, "complete_linkage_over_clusters", time.perf_counter() - started,
+                          {"cluster_ids": ids, "distances": d})
 
 
 # ------------------------------------------------------------------------------------------------

@@ -5,10 +5,17 @@ CoHiClust also ``configs/<dataset>.yaml``; estimator defaults otherwise), every 
 on raw pixels (or, for the ``ae_*`` / ``simclr_*`` baselines, on features learned with the DEC /
 SimCLR preset), and the table gives NMI, ACC, ARI, dendrogram purity (hierarchical methods only,
 over the tree of the K clusters) and the wall time of fitting, in the layout of the papers'
-tables. Files written to ``--out``: ``results.jsonl`` (one record per method, appended as each
-finishes), ``table.md`` and ``table.csv`` (rewritten after each method).
+tables. Files written to ``--out``: ``results.jsonl`` (one record per method and seed, appended
+as each finishes), ``table.md`` and ``table.csv`` (rewritten after each method).
 
     hiclust bench --dataset digits --methods cohiclust,cc,dec,idec,kmeans,agglomerative --out runs/bench
+
+``--table hierarchical`` gives the layout of the CoHiClust paper's hierarchical table (Method | DP |
+NMI | ACC | Time (s), each "mean ± std" over ``--seeds``, beside the published DP / NMI / ACC) and
+by default runs its rows: DeepECT, DeepECT + Aug, IDEC (agglomerative complete*), AE + k-means
+(bisecting*), CoHiClust, plus CC + L2H (docs/methods.md, "DeepECT" and "Post-hoc trees"):
+
+    hiclust bench --table hierarchical --dataset mnist --seeds 0,1,2 --out runs/hier
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import argparse
 import csv
 import io
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -24,7 +32,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["register", "run_bench", "resolve_preset", "DISPLAY_NAMES", "DEFAULT_METHODS", "format_markdown"]
+__all__ = [
+    "register", "run_bench", "resolve_preset", "DISPLAY_NAMES", "DEFAULT_METHODS", "HIERARCHICAL_METHODS",
+    "PUBLISHED_HIERARCHICAL", "format_markdown", "summarize_seeds", "format_hierarchical_markdown",
+    "format_hierarchical_csv",
+]
 
 DISPLAY_NAMES: dict[str, str] = {
     "cohiclust": "CoHiClust",
@@ -45,7 +57,23 @@ DISPLAY_NAMES: dict[str, str] = {
     "ae_agglomerative": "AE + agglomerative (ward)",
     "simclr_agglomerative": "SimCLR features + agglomerative",
     "simclr_kmeans": "SimCLR features + k-means",
+    "deepect": "DeepECT",
+    "deepect_aug": "DeepECT + Aug",
+    "idec_complete": "IDEC (agglomerative complete*)",
+    "ae_bisecting": "AE + k-means (bisecting*)",
+    "cc_l2h": "CC + L2H",
 }
+
+# Other spellings accepted on the command line (and as --set keys).
+ALIASES: dict[str, str] = {"cc+l2h": "cc_l2h"}
+
+# Rows of the hierarchical table that are not plain estimators or baselines:
+# a variant of an estimator (name → (estimator, fixed parameters)) ...
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {"deepect_aug": ("deepect", {"augmentation": "affine"})}
+# ... a tree built post hoc over the clusters of a trained estimator (name → estimator) ...
+POST_HOC: dict[str, str] = {"idec_complete": "idec", "cc_l2h": "cc"}
+# ... and bisecting k-means on the embedding of the shared pre-trained autoencoder.
+AE_ROWS = ("ae_kmeans", "ae_agglomerative", "ae_bisecting")
 
 DEFAULT_METHODS = (
     "kmeans,spectral,agglomerative_ward,agglomerative_average,agglomerative_complete,nmf,bisecting_kmeans,"
@@ -54,37 +82,121 @@ DEFAULT_METHODS = (
 
 COLUMNS = ("method", "nmi", "acc", "ari", "dp", "seconds")
 
+TABLES = ("flat", "hierarchical")
+
+# The rows of the CoHiClust paper's hierarchical table, plus CC + L2H.
+HIERARCHICAL_METHODS = ("deepect", "deepect_aug", "idec_complete", "ae_bisecting", "cohiclust", "cc_l2h")
+
+# Published (DP, NMI, ACC) of the hierarchical table (docs/methods.md, "Reference results";
+# MNIST and Fashion-MNIST, train + test). Quoted, not produced by hiclust.
+PUBLISHED_HIERARCHICAL: dict[str, dict[str, tuple[float, float, float]]] = {
+    "mnist": {
+        "deepect": (0.82, 0.83, 0.85),
+        "deepect_aug": (0.94, 0.93, 0.95),
+        "idec_complete": (0.40, 0.86, 0.85),
+        "ae_bisecting": (0.53, 0.70, 0.77),
+        "cohiclust": (0.97, 0.97, 0.99),
+    },
+    "fashion_mnist": {
+        "deepect": (0.47, 0.60, 0.52),
+        "deepect_aug": (0.44, 0.59, 0.50),
+        "idec_complete": (0.35, 0.58, 0.53),
+        "ae_bisecting": (0.38, 0.52, 0.48),
+        "cohiclust": (0.52, 0.62, 0.65),
+    },
+}
+_DATASET_KEYS = {"fmnist": "fashion_mnist", "f_mnist": "fashion_mnist", "fashionmnist": "fashion_mnist"}
+
+
+def _dataset_key(dataset: str) -> str:
+    key = dataset.strip().lower().replace("-", "_")
+    return _DATASET_KEYS.get(key, key)
+
+
+def published_hierarchical(dataset: str) -> dict[str, tuple[float, float, float]]:
+    """Published (DP, NMI, ACC) per method for ``dataset`` ({} if the paper has none)."""
+    return PUBLISHED_HIERARCHICAL.get(_dataset_key(dataset), {})
+
+
+def canonical_method(name: str) -> str:
+    """The bench name of a method as typed on the command line (``cc+l2h`` → ``cc_l2h``)."""
+    name = name.strip()
+    return ALIASES.get(name, name)
+
+
+def _known_methods() -> list[str]:
+    from hiclust.baselines import BASELINES, FEATURE_BASELINES
+    from hiclust.methods import METHODS
+
+    return sorted(set(METHODS) | set(BASELINES) | set(FEATURE_BASELINES) | set(VARIANTS) | set(POST_HOC)
+                  | set(AE_ROWS))
+
 
 def _configs_dir() -> Path:
     return Path(__file__).parent / "configs"
 
 
-def resolve_preset(method: str, dataset: str) -> tuple[dict[str, Any], str | None]:
+def resolve_preset(method: str, dataset: str, *, estimator: str | None = None) -> tuple[dict[str, Any], str | None]:
     """Parameters of the bundled preset for ``method`` on ``dataset``: (params, preset name or None).
 
     Looked up: ``<method>_<dataset>.yaml``, then (CoHiClust only) ``<dataset>.yaml``. A preset
     whose ``method`` differs from ``method`` is skipped.
+
+    For a variant row trained by another estimator (``estimator``, e.g. ``deepect_aug`` by
+    ``deepect``): ``<method>_<dataset>.yaml`` and then ``<estimator>_<dataset>.yaml``, each
+    accepted when its ``method`` is ``method`` or ``estimator``.
     """
     from hiclust.runs import load_config_file
 
     key = dataset.strip().lower().replace("-", "_")
-    names = [f"{method}_{key}"] + ([key] if method == "cohiclust" else [])
+    estimator = estimator or method
+    names = [f"{method}_{key}"] + ([f"{estimator}_{key}"] if estimator != method else [])
+    names += [key] if estimator == "cohiclust" else []
     for name in names:
         if (_configs_dir() / f"{name}.yaml").is_file():
             preset = load_config_file(name)
-            if preset.get("method", method) == method:
+            if preset.get("method", estimator) in (method, estimator):
                 return dict(preset.get("params", {})), name
     return {}, None
 
 
-def _metrics(y: np.ndarray, labels: np.ndarray, hierarchy: Any) -> dict[str, float | None]:
-    from hiclust.metrics import evaluate
+def _metrics(y: np.ndarray, labels: np.ndarray, hierarchy: Any, leaf_of: np.ndarray | None = None) -> dict[str, Any]:
+    """NMI / ACC / ARI of the flat ``labels``, and DP over ``hierarchy``.
 
+    Without ``leaf_of`` the clusters are the leaves of ``hierarchy`` (trees over the K clusters).
+    With ``leaf_of`` (a tree with more leaves than clusters, e.g. DeepECT's ``leaf_labels_``)
+    each point sits in leaf ``leaf_of[i]`` of the full tree: DP is over that tree, and the record
+    also gets ``leaf_purity`` of the leaves and ``n_leaves``.
+    """
+    from hiclust.metrics import dendrogram_purity, evaluate, leaf_purity
+
+    if leaf_of is not None:
+        leaf_of = np.asarray(leaf_of)
+        m = evaluate(y, labels)
+        out: dict[str, Any] = {"nmi": m["nmi"], "acc": m["acc"], "ari": m["ari"], "dp": None}
+        if hierarchy is not None and hierarchy.n_leaves > 1:
+            out["dp"] = dendrogram_purity(y, hierarchy.to_linkage(), leaf_of=leaf_of)
+        out["leaf_purity"] = leaf_purity(y, leaf_of)
+        out["n_leaves"] = int(hierarchy.n_leaves) if hierarchy is not None else int(np.unique(leaf_of).size)
+        return out
     if hierarchy is not None and hierarchy.n_leaves > 1:
         m = evaluate(y, labels, hierarchy.to_linkage(), labels)
     else:
         m = evaluate(y, labels)
     return {"nmi": m["nmi"], "acc": m["acc"], "ari": m["ari"], "dp": m.get("dp")}
+
+
+def _model_outputs(model: Any) -> tuple[np.ndarray, Any, np.ndarray | None]:
+    """(flat labels, tree or None, leaf of each training point or None) of a fitted estimator:
+    ``leaf_labels_`` where the estimator has it (DeepECT: a tree with more leaves than clusters)."""
+    leaf_of = getattr(model, "leaf_labels_", None)
+    return (np.asarray(model.labels_), getattr(model, "hierarchy_", None),
+            None if leaf_of is None else np.asarray(leaf_of))
+
+
+def _model_metrics(y: np.ndarray, model: Any) -> dict[str, Any]:
+    """:func:`_metrics` of a fitted estimator (DP over the full tree with ``leaf_labels_``)."""
+    return _metrics(y, *_model_outputs(model))
 
 
 # DEC/IDEC parameters that define the pre-trained autoencoder: a preset that differs from the
@@ -96,9 +208,10 @@ _PRETRAINING_PARAMS = (
 
 
 def _shared_autoencoder(data: Any, n_clusters: int, out: Path, cache: dict[str, Any], *, seed: int, device: str,
-                        verbose: bool, overrides: dict[str, dict[str, Any]]) -> Any:
+                        verbose: bool, overrides: dict[str, dict[str, Any]],
+                        ae_filename: str = "autoencoder.pt") -> Any:
     """Pre-trains DEC's autoencoder once (DEC preset, ``epochs=0``) for DEC, IDEC and the AE
-    baselines, as the DEC and IDEC papers do; saved as ``out/autoencoder.pt``."""
+    baselines, as the DEC and IDEC papers do; saved as ``out/<ae_filename>``."""
     if "ae" not in cache:
         from hiclust.methods.dec import DEC
 
@@ -111,7 +224,7 @@ def _shared_autoencoder(data: Any, n_clusters: int, out: Path, cache: dict[str, 
         started = time.perf_counter()
         model.fit(data)
         seconds = time.perf_counter() - started
-        path = out / "autoencoder.pt"
+        path = out / ae_filename
         model.save(path)
         cache["ae"] = (model, seconds, path, preset)
     return cache["ae"]
@@ -119,42 +232,54 @@ def _shared_autoencoder(data: Any, n_clusters: int, out: Path, cache: dict[str, 
 
 def _run_one(name: str, data: Any, n_clusters: int, *, seed: int, device: str, verbose: bool,
              overrides: dict[str, dict[str, Any]], out: Path, cache: dict[str, Any],
-             share_autoencoder: bool = True) -> dict[str, Any]:
+             share_autoencoder: bool = True, ae_filename: str = "autoencoder.pt") -> dict[str, Any]:
     from hiclust.baselines import BASELINES, FEATURE_BASELINES, agglomerative, run_baseline
-    from hiclust.methods import METHODS, make_estimator
+    from hiclust.methods import METHODS
 
+    name = canonical_method(name)
     record: dict[str, Any] = {"method": name, "name": DISPLAY_NAMES.get(name, name)}
-    ae_kw = dict(seed=seed, device=device, verbose=verbose, overrides=overrides)
-    if name in ("ae_kmeans", "ae_agglomerative") and share_autoencoder:
+    ae_kw = dict(seed=seed, device=device, verbose=verbose, overrides=overrides, ae_filename=ae_filename)
+    leaf_of = None
+    if name in AE_ROWS and (share_autoencoder or name == "ae_bisecting"):
+        # ae_bisecting always uses this autoencoder (pre-trained once per seed with the DEC preset).
         ae, ae_seconds, _, preset = _shared_autoencoder(data, n_clusters, out, cache, **ae_kw)
         started = time.perf_counter()
         if name == "ae_kmeans":  # DEC's initialisation: k-means (n_init restarts) on z
             labels, hierarchy = np.asarray(ae.init_labels_), None
+        elif name == "ae_bisecting":  # the split tree of bisecting k-means on z: leaves = the K clusters
+            from hiclust.baselines import bisecting_kmeans
+
+            result = bisecting_kmeans(ae.transform(data), n_clusters, random_state=seed)
+            labels, hierarchy = result.labels, result.hierarchy
         else:
             result = agglomerative(ae.transform(data), n_clusters, linkage="ward")
             labels, hierarchy = result.labels, result.hierarchy
         record.update(seconds=time.perf_counter() - started + ae_seconds, pretrain_seconds=ae_seconds, preset=preset)
-    elif name in METHODS:
-        params, preset = resolve_preset(name, data.name)
-        params = {"n_clusters": n_clusters, **params, "seed": seed, "device": device, "verbose": verbose}
-        params.update(overrides.get(name, {}))
-        pretrain_seconds = 0.0
-        if name in ("dec", "idec") and share_autoencoder and params.get("pretrained") is None:
-            ae, ae_seconds, ae_path, _ = _shared_autoencoder(data, n_clusters, out, cache, **ae_kw)
-            mine, theirs = make_estimator(name, params)._config(), ae._config()
-            if all(mine[k] == theirs[k] for k in _PRETRAINING_PARAMS):
-                params["pretrained"] = str(ae_path)
-                pretrain_seconds = ae_seconds
-        model = make_estimator(name, params)
-        model.check_params(data)
+    elif name in METHODS or name in VARIANTS or name in POST_HOC:
+        model, info = _train_estimator(name, data, n_clusters, seed=seed, device=device, verbose=verbose,
+                                       overrides=overrides, out=out, cache=cache,
+                                       share_autoencoder=share_autoencoder, ae_kw=ae_kw)
+        record.update(info)
         started = time.perf_counter()
-        model.fit(data)
-        record["seconds"] = time.perf_counter() - started + pretrain_seconds
-        if pretrain_seconds:
-            record["pretrain_seconds"] = pretrain_seconds
-        labels, hierarchy = np.asarray(model.labels_), getattr(model, "hierarchy_", None)
-        record["preset"] = preset
-        record["params"] = {k: v for k, v in params.items() if k not in ("verbose",)}
+        if name == "idec_complete":
+            # IDEC's K clusters merged by complete linkage in its embedding (exact, chunked distances).
+            from hiclust.baselines import complete_linkage_cluster_tree
+
+            result = complete_linkage_cluster_tree(model.transform(data), model.labels_,
+                                                   device=getattr(model, "device_", None))
+            labels, hierarchy = result.labels, result.hierarchy
+        elif name == "cc_l2h":
+            # L2H over CC's K clusters: CC's cluster head is a softmax, its log a valid logit vector.
+            from hiclust.hierarchy import Hierarchy
+
+            labels = np.asarray(model.labels_)
+            logits = np.log(np.clip(model.predict_proba(data), 1e-12, None))
+            hierarchy = Hierarchy.from_logits(logits).with_points(labels)
+        else:
+            labels, hierarchy, leaf_of = _model_outputs(model)
+        if name in POST_HOC:
+            record["posthoc_seconds"] = time.perf_counter() - started
+            record["seconds"] += record["posthoc_seconds"]
     elif name in BASELINES or name in FEATURE_BASELINES:
         feature_params = None
         if name in FEATURE_BASELINES:
@@ -168,11 +293,68 @@ def _run_one(name: str, data: Any, n_clusters: int, *, seed: int, device: str, v
         record["seconds"] = result.seconds
         record.update({k: v for k, v in result.extra.items() if isinstance(v, (int, float))})
     else:
-        known = sorted(set(METHODS) | set(BASELINES) | set(FEATURE_BASELINES))
-        raise ValueError(f"unknown method {name!r} for bench; choose from {', '.join(known)}")
-    record.update(_metrics(data.labels.numpy(), labels, hierarchy))
+        raise ValueError(f"unknown method {name!r} for bench; choose from {', '.join(_known_methods())}")
+    record.update(_metrics(data.labels.numpy(), labels, hierarchy, leaf_of))
     record["n_clusters_found"] = int(np.unique(labels).size)
     return record
+
+
+def _train_estimator(name: str, data: Any, n_clusters: int, *, seed: int, device: str, verbose: bool,
+                     overrides: dict[str, dict[str, Any]], out: Path, cache: dict[str, Any],
+                     share_autoencoder: bool, ae_kw: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """Fits the estimator behind bench row ``name`` (itself, a variant's or a post-hoc row's).
+
+    Parameters: n_clusters, the preset, the variant's fixed parameters, seed/device/verbose,
+    then ``--set`` overrides of the estimator and of the row (``--set idec_complete.epochs=5``
+    wins over ``--set idec.epochs=3``). DEC and IDEC start from the shared autoencoder when
+    their pre-training parameters match the DEC preset's. An IDEC or CC model is kept in
+    ``cache`` for this seed, so ``idec`` and ``idec_complete`` (or ``cc`` and ``cc_l2h``) with
+    the same parameters train once; each row's time still includes the training.
+    Returns (fitted model, record fields: seconds, pretrain_seconds, preset, params).
+    """
+    from hiclust.methods import make_estimator
+
+    estimator, fixed = VARIANTS.get(name, (POST_HOC.get(name, name), {}))
+    params, preset = resolve_preset(name, data.name, estimator=estimator) if name in VARIANTS else \
+        resolve_preset(estimator, data.name)
+    own = preset is not None and preset.startswith(f"{name}_")  # the row's own preset wins over its fixed params
+    params = {"n_clusters": n_clusters, **({**fixed, **params} if own else {**params, **fixed}), "seed": seed,
+              "device": device, "verbose": verbose}
+    params.update(overrides.get(estimator, {}))
+    if name != estimator:
+        params.update(overrides.get(name, {}))
+    pretrain_seconds = 0.0
+    if estimator in ("dec", "idec") and share_autoencoder and params.get("pretrained") is None:
+        ae, ae_seconds, ae_path, _ = _shared_autoencoder(data, n_clusters, out, cache, **ae_kw)
+        mine, theirs = make_estimator(estimator, params)._config(), ae._config()
+        if all(mine[k] == theirs[k] for k in _PRETRAINING_PARAMS):
+            params["pretrained"] = str(ae_path)
+            pretrain_seconds = ae_seconds
+    key = "model:" + json.dumps([estimator, params], sort_keys=True, default=str)
+    if key in cache:
+        model, seconds = cache[key]
+        reused = True
+    else:
+        model = make_estimator(estimator, params)
+        model.check_params(data)
+        started = time.perf_counter()
+        model.fit(data)
+        seconds = time.perf_counter() - started
+        reused = False
+        if estimator in POST_HOC.values():
+            cache[key] = (model, seconds)
+    info: dict[str, Any] = {"seconds": seconds + pretrain_seconds}
+    if pretrain_seconds:
+        info["pretrain_seconds"] = pretrain_seconds
+    if reused:
+        info["reused_model"] = True
+    info["preset"] = preset
+    info["params"] = {k: v for k, v in params.items() if k not in ("verbose",)}
+    return model, info
+
+
+def _md_name(name: str) -> str:
+    return name.replace("*", "\\*")  # "complete*" marks a post-hoc tree, not emphasis
 
 
 def format_markdown(rows: list[dict[str, Any]], title: str = "") -> str:
@@ -182,7 +364,7 @@ def format_markdown(rows: list[dict[str, Any]], title: str = "") -> str:
         out.write(f"{title}\n\n")
     out.write("| Method | NMI | ACC | ARI | DP | Time (s) |\n| --- | --- | --- | --- | --- | --- |\n")
     for r in rows:
-        cells = [r.get("name", r["method"])]
+        cells = [_md_name(r.get("name", r["method"]))]
         for key in ("nmi", "acc", "ari", "dp"):
             v = r.get(key)
             cells.append("–" if v is None else f"{v:.3f}")
@@ -191,16 +373,116 @@ def format_markdown(rows: list[dict[str, Any]], title: str = "") -> str:
     return out.getvalue()
 
 
-def _write_tables(out: Path, rows: list[dict[str, Any]], title: str) -> None:
-    from hiclust.checkpoint import atomic_write_text
+_SUMMARY_KEYS = ("dp", "nmi", "acc", "ari", "leaf_purity", "seconds")
 
-    atomic_write_text(out / "table.md", format_markdown(rows, title))
+
+def summarize_seeds(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One summary per method (in order of first appearance) over its records (one per seed).
+
+    Each summary: method, name, dataset, seeds (sorted), n_seeds, and for each of dp, nmi, acc,
+    ari, leaf_purity, seconds: ``<key>_mean`` and ``<key>_std`` (sample standard deviation,
+    ddof = 1; None for one value) over the records where the key is not None (both None if none).
+    """
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(r["method"], []).append(r)
+    out = []
+    for method, recs in groups.items():
+        seeds = sorted({r["seed"] for r in recs if r.get("seed") is not None})
+        summary: dict[str, Any] = {"method": method, "name": recs[0].get("name", DISPLAY_NAMES.get(method, method)),
+                                   "dataset": recs[0].get("dataset"), "seeds": seeds, "n_seeds": len(recs)}
+        for key in _SUMMARY_KEYS:
+            values = np.array([r[key] for r in recs if r.get(key) is not None], dtype=np.float64)
+            summary[f"{key}_mean"] = float(values.mean()) if values.size else None
+            summary[f"{key}_std"] = float(values.std(ddof=1)) if values.size > 1 else None
+        out.append(summary)
+    return out
+
+
+def _mean_std(mean: float | None, std: float | None, digits: int) -> str:
+    if mean is None:
+        return "–"
+    return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def format_hierarchical_markdown(rows: list[dict[str, Any]], dataset: str, title: str = "") -> str:
+    """The layout of the CoHiClust paper's hierarchical table, over seeds:
+
+    Method | DP | NMI | ACC | Time (s) | DP, NMI, ACC (paper)
+
+    Our cells are "mean ± std" over the records of each method (one per seed; the value alone
+    for one seed), see :func:`summarize_seeds`. The paper columns are the published numbers for
+    ``dataset`` (``PUBLISHED_HIERARCHICAL``), "–" where there are none.
+    """
+    published = published_hierarchical(dataset)
+    summaries = summarize_seeds(rows)
+    out = io.StringIO()
+    if title:
+        out.write(f"{title}\n\n")
+    out.write("| Method | DP | NMI | ACC | Time (s) | DP (paper) | NMI (paper) | ACC (paper) |\n"
+              "| --- | --- | --- | --- | --- | --- | --- | --- |\n")
+    for m in summaries:
+        cells = [_md_name(m["name"])]
+        cells += [_mean_std(m[f"{k}_mean"], m[f"{k}_std"], 3) for k in ("dp", "nmi", "acc")]
+        cells.append(_mean_std(m["seconds_mean"], m["seconds_std"], 1))
+        paper = published.get(m["method"])
+        cells += ["–"] * 3 if paper is None else [f"{v:.2f}" for v in paper]
+        out.write("| " + " | ".join(cells) + " |\n")
+    n_seeds = max((m["n_seeds"] for m in summaries), default=0)
+    notes = ["mean ± sample standard deviation (ddof = 1) over the seeds" if n_seeds > 1 else "one seed",
+             "DP of DeepECT over its full tree (leaf_labels_), NMI/ACC of its K-cluster partition",
+             "DP of the other rows over a tree whose leaves are the K clusters",
+             "\\* = tree built post hoc over a flat model's clusters",
+             "time = wall time of fitting, shared autoencoder pre-training included",
+             "paper = CoHiClust paper, quoted (docs/methods.md, \"Reference results\"); – = not published"
+             + ("" if published else f" (none for {dataset})")]
+    out.write("\n" + "; ".join(notes) + ".\n")
+    return out.getvalue()
+
+
+_CSV_SUMMARY = ("dp", "nmi", "acc", "ari", "leaf_purity", "seconds")
+
+
+def format_hierarchical_csv(rows: list[dict[str, Any]], dataset: str) -> str:
+    """CSV of :func:`format_hierarchical_markdown`: one line per method with ``<key>_mean`` and
+    ``<key>_std`` columns (std empty for one seed) and ``paper_dp``, ``paper_nmi``, ``paper_acc``
+    (empty where not published)."""
+    published = published_hierarchical(dataset)
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["dataset", "method", "name", "nmi", "acc", "ari", "dp", "seconds"])
+    header = ["dataset", "method", "name", "n_seeds", "seeds"]
+    for k in _CSV_SUMMARY:
+        header += [f"{k}_mean", f"{k}_std"]
+    writer.writerow(header + ["paper_dp", "paper_nmi", "paper_acc"])
+    for m in summarize_seeds(rows):
+        line = [m["dataset"] if m["dataset"] is not None else dataset, m["method"], m["name"], m["n_seeds"],
+                " ".join(str(x) for x in m["seeds"])]
+        for k in _CSV_SUMMARY:
+            line += ["" if m[f"{k}_{s}"] is None else f"{m[f'{k}_{s}']:.6g}" for s in ("mean", "std")]
+        paper = published.get(m["method"])
+        line += [""] * 3 if paper is None else [f"{v:g}" for v in paper]
+        writer.writerow(line)
+    return buf.getvalue()
+
+
+def _write_tables(out: Path, rows: list[dict[str, Any]], title: str, *, table: str = "flat",
+                  dataset: str = "", several_seeds: bool = False) -> None:
+    from hiclust.checkpoint import atomic_write_text
+
+    if table == "hierarchical":
+        atomic_write_text(out / "table.md", format_hierarchical_markdown(rows, dataset, title))
+        atomic_write_text(out / "table.csv", format_hierarchical_csv(rows, dataset))
+        return
+    shown = [{**r, "name": f"{r['name']} (seed {r['seed']})"} for r in rows] if several_seeds else rows
+    atomic_write_text(out / "table.md", format_markdown(shown, title))
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    header = ["dataset", "method", "name", "nmi", "acc", "ari", "dp", "seconds"]
+    writer.writerow(header + (["seed"] if several_seeds else []))
     for r in rows:
         writer.writerow([r["dataset"], r["method"], r["name"]] + [
-            "" if r.get(k) is None else f"{r[k]:.6g}" for k in ("nmi", "acc", "ari", "dp", "seconds")])
+            "" if r.get(k) is None else f"{r[k]:.6g}" for k in ("nmi", "acc", "ari", "dp", "seconds")]
+            + ([r["seed"]] if several_seeds else []))
     atomic_write_text(out / "table.csv", buf.getvalue())
 
 
@@ -213,77 +495,135 @@ def _parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
         method, dot, param = key.partition(".")
         if not sep or not dot or not method or not param:
             raise ValueError(f"--set expects METHOD.PARAM=VALUE (e.g. cc.epochs=5), got {item!r}")
-        out.setdefault(method, {})[param] = yaml.safe_load(value)
+        out.setdefault(canonical_method(method), {})[param] = yaml.safe_load(value)
     return out
+
+
+def _parse_seeds(text: str | None, seed: int) -> list[int]:
+    if text is None or not text.strip():
+        return [int(seed)]
+    try:
+        seeds = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"--seeds expects a comma-separated list of integers, e.g. 0,1,2; got {text!r}") from None
+    if not seeds:
+        raise ValueError(f"--seeds expects at least one integer, got {text!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds lists a seed twice: {text!r}")
+    return seeds
+
+
+def _device_description(device: str) -> str:
+    import torch
+
+    resolved = device
+    if device == "auto":
+        resolved = "cuda" if torch.cuda.is_available() else "cpu"
+    if resolved.startswith("cuda") and torch.cuda.is_available():
+        index = torch.device(resolved).index or 0
+        return f"{resolved} ({torch.cuda.get_device_name(index)})" + (" [auto]" if device == "auto" else "")
+    return resolved + (" [auto]" if device == "auto" else "")
 
 
 def run_bench(
     dataset: str,
-    methods: list[str],
+    methods: list[str] | None,
     out: str | Path,
     *,
     root: str | None = None,
     split: str = "all",
     seed: int = 0,
+    seeds: list[int] | None = None,
+    table: str = "flat",
     device: str = "auto",
     verbose: bool = False,
     overrides: dict[str, dict[str, Any]] | None = None,
     threads: int | None = None,
     share_autoencoder: bool = True,
 ) -> list[dict[str, Any]]:
-    """Runs ``methods`` on ``dataset``; writes results.jsonl, table.md, table.csv to ``out``.
+    """Runs ``methods`` on ``dataset`` for each of ``seeds``; writes results.jsonl, table.md,
+    table.csv to ``out``.
+
+    ``methods``: bench names (``_known_methods``; ``cc+l2h`` is accepted for ``cc_l2h``). None:
+    ``DEFAULT_METHODS`` for ``table="flat"``, ``HIERARCHICAL_METHODS`` for ``"hierarchical"``.
+    ``seeds``: every method runs once per seed (seed-major order); default ``[seed]``.
+    ``table``: "flat" (one row per record: Method | NMI | ACC | ARI | DP | Time (s)) or
+    "hierarchical" (one row per method, mean ± std over the seeds beside the published numbers,
+    see :func:`format_hierarchical_markdown`).
 
     With ``share_autoencoder``, DEC, IDEC, "AE + k-means" and "AE + agglomerative" start from one
-    autoencoder pre-trained with the DEC preset (as in the DEC/IDEC papers); each of their
-    ``seconds`` includes that pre-training time (``pretrain_seconds``).
+    autoencoder pre-trained with the DEC preset (as in the DEC/IDEC papers), once per seed;
+    "AE + k-means (bisecting*)" always uses it. Each of their ``seconds`` includes that
+    pre-training time (``pretrain_seconds``).
 
-    Returns one record per method: method, name, nmi, acc, ari, dp (None if flat), seconds,
-    preset, dataset, n_samples.
+    Each record is appended to results.jsonl and the tables are rewritten as soon as it is
+    finished, so a killed run keeps its finished rows.
+
+    Returns one record per method and seed: method, name, nmi, acc, ari, dp (None if flat),
+    seconds, preset, dataset, n_samples, split, seed (DeepECT also leaf_purity, n_leaves).
     """
     import torch
 
     from hiclust.data import load_dataset
 
+    if table not in TABLES:
+        raise ValueError(f"--table must be one of {', '.join(TABLES)}, got {table!r}")
+    if methods is None:
+        methods = list(HIERARCHICAL_METHODS if table == "hierarchical" else DEFAULT_METHODS.split(","))
+    methods = [canonical_method(m) for m in methods if m.strip()]
+    if not methods:
+        raise ValueError("give at least one method, e.g. --methods kmeans,cc")
+    known = _known_methods()
+    unknown = [m for m in methods if m not in known]
+    if unknown:
+        raise ValueError(f"unknown method(s) {', '.join(unknown)} for bench; choose from {', '.join(known)}")
+    seeds = [int(seed)] if not seeds else [int(s) for s in seeds]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct, got {seeds}")
     if threads is not None:
         torch.set_num_threads(int(threads))
     data = load_dataset(dataset, root=root, split=split)
     if data.labels is None:
         raise ValueError(f"dataset {dataset!r} has no labels; the benchmark needs ground-truth classes")
     n_clusters = int(np.unique(data.labels.numpy()).size)
-    overrides = overrides or {}
-    methods = [m.strip() for m in methods if m.strip()]
-    if not methods:
-        raise ValueError("give at least one method, e.g. --methods kmeans,cc")
-    from hiclust.baselines import BASELINES, FEATURE_BASELINES
-    from hiclust.methods import METHODS
-
-    unknown = [m for m in methods if m not in METHODS and m not in BASELINES and m not in FEATURE_BASELINES]
-    if unknown:
-        known = sorted(set(METHODS) | set(BASELINES) | set(FEATURE_BASELINES))
-        raise ValueError(f"unknown method(s) {', '.join(unknown)} for bench; choose from {', '.join(known)}")
+    overrides = {canonical_method(k): v for k, v in (overrides or {}).items()}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     machine = f"{platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}"
-    title = (f"**{dataset}** ({len(data)} images, {n_clusters} classes, split={split}: trained and evaluated on the "
-             f"same images), seed {seed}, device {device} ({machine})")
+    several = len(seeds) > 1
+    seed_text = f"seeds {', '.join(map(str, seeds))}" if several else f"seed {seeds[0]}"
+    if table == "hierarchical":
+        images = "train+test" if split == "all" else f"split {split}"
+        title = (f"**{dataset}**, N = {len(data)} images ({n_clusters} classes), {seed_text}, device "
+                 f"{_device_description(device)}, machine {machine}, {os.cpu_count()} CPUs. All methods train "
+                 f"and are evaluated on the same images ({images}, split={split}).")
+    else:
+        title = (f"**{dataset}** ({len(data)} images, {n_clusters} classes, split={split}: trained and evaluated on "
+                 f"the same images), {seed_text}, device {device} ({machine})")
     rows: list[dict[str, Any]] = []
-    cache: dict[str, Any] = {}
-    for name in methods:
-        record = _run_one(name, data, n_clusters, seed=seed, device=device, verbose=verbose, overrides=overrides,
-                          out=out, cache=cache, share_autoencoder=share_autoencoder)
-        record.update(dataset=dataset, n_samples=len(data), split=split, seed=seed)
-        rows.append(record)
-        with open(out / "results.jsonl", "a") as f:
-            f.write(json.dumps(record, default=str) + "\n")
-        _write_tables(out, rows, title)
-        shown = "  ".join(f"{k.upper()}={record[k]:.3f}" for k in ("nmi", "acc", "ari", "dp") if record.get(k) is not None)
-        print(f"{record['name']:<34} {shown}  ({record['seconds']:.1f} s)", flush=True)
+    for s in seeds:
+        cache: dict[str, Any] = {}  # the shared autoencoder and reusable models of this seed
+        ae_filename = f"autoencoder_seed{s}.pt" if several else "autoencoder.pt"
+        for name in methods:
+            record = _run_one(name, data, n_clusters, seed=s, device=device, verbose=verbose, overrides=overrides,
+                              out=out, cache=cache, share_autoencoder=share_autoencoder, ae_filename=ae_filename)
+            record.update(dataset=dataset, n_samples=len(data), split=split, seed=s)
+            rows.append(record)
+            with open(out / "results.jsonl", "a") as f:
+                f.write(json.dumps(record, default=str) + "\n")
+            _write_tables(out, rows, title, table=table, dataset=dataset, several_seeds=several)
+            shown = "  ".join(f"{k.upper()}={record[k]:.3f}" for k in ("nmi", "acc", "ari", "dp")
+                              if record.get(k) is not None)
+            tag = f" [seed {s}]" if several else ""
+            print(f"{record['name'] + tag:<34} {shown}  ({record['seconds']:.1f} s)", flush=True)
+        cache.clear()
     return rows
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     run_bench(
-        args.dataset, args.methods.split(","), args.out, root=args.root, split=args.split, seed=args.seed,
+        args.dataset, None if args.methods is None else args.methods.split(","), args.out, root=args.root,
+        split=args.split, seed=args.seed, seeds=_parse_seeds(args.seeds, args.seed), table=args.table,
         device=args.device, verbose=args.verbose, overrides=_parse_overrides(args.set or []), threads=args.threads,
         share_autoencoder=not args.separate_autoencoders,
     )
@@ -295,16 +635,25 @@ def register(subparsers: Any) -> None:
     """Adds ``hiclust bench`` to the CLI."""
     p = subparsers.add_parser("bench", help="train several methods on one dataset; write a Markdown/CSV comparison table")
     p.add_argument("--dataset", required=True, help="digits, mnist5k, mnist, fashion_mnist, cifar10, ...")
-    p.add_argument("--methods", default=DEFAULT_METHODS,
-                   help=f"comma-separated methods and baselines (default: {DEFAULT_METHODS})")
+    p.add_argument("--methods", default=None,
+                   help=f"comma-separated methods and baselines (default for --table flat: {DEFAULT_METHODS}; "
+                        f"for --table hierarchical: {','.join(HIERARCHICAL_METHODS)}). Also: deepect_aug, "
+                        "idec_complete, ae_bisecting, cc_l2h (or cc+l2h)")
+    p.add_argument("--table", choices=TABLES, default="flat",
+                   help="flat: one row per method and seed (NMI, ACC, ARI, DP, time); hierarchical: the CoHiClust "
+                        "paper's hierarchical table (DP, NMI, ACC, time as mean ± std over --seeds, beside the "
+                        "published numbers)")
     p.add_argument("--out", required=True, help="directory for results.jsonl, table.md, table.csv")
     p.add_argument("--root", default=None, help="dataset directory")
     p.add_argument("--split", default="all", help="train, test or all (default all)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", default=None, metavar="S1,S2,...",
+                   help="run every method once per seed, e.g. 0,1,2 (default: --seed only)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--set", action="append", metavar="METHOD.PARAM=VALUE",
-                   help="override a preset parameter, e.g. --set cc.epochs=20 (repeatable)")
+                   help="override a preset parameter, e.g. --set cc.epochs=20 (repeatable; --set idec.X also "
+                        "applies to idec_complete, cc.X to cc_l2h, dec.X to the shared autoencoder)")
     p.add_argument("--separate-autoencoders", action="store_true",
                    help="pre-train DEC's and IDEC's autoencoders separately instead of sharing one (default: shared)")
     p.add_argument("--verbose", action="store_true", help="per-epoch logs of the deep methods")
