@@ -193,3 +193,31 @@ def test_save_load_keeps_the_tree(fitted_digits, tmp_path):
     loaded = hiclust.DeepECT.load(tmp_path / "m.pt", device="cpu")
     np.testing.assert_array_equal(loaded.predict(data), model.labels_)
     np.testing.assert_array_equal(loaded.hierarchy_.to_linkage(), model.hierarchy_.to_linkage())
+
+
+def test_cli_train_evaluate_and_predict_route_to_the_trees_leaves(tmp_path):
+    """With more leaves than clusters, pictures, evaluation and predict paths use the leaves."""
+    import json
+
+    import hiclust.cli as cli
+    from hiclust.data import load_dataset
+    from hiclust.report.cli import predict_table
+
+    run = tmp_path / "run"
+    code = cli.main(["train", "--dataset", "digits", "--method", "deepect", "--out", str(run), "--n-clusters", "3",
+                     "--pretrain-epochs", "2", "--epochs", "8", "--max-leaves", "6", "--grow-interval", "1",
+                     "--n-init", "2", "--threads", "1", "--device", "cpu"])
+    assert code == 0 and (run / "tree.png").exists()
+    model = hiclust.DeepECT.load(run / "model.pt", device="cpu")
+    data = load_dataset("digits", split="all")
+    flat, leaves = model.predict(data), model.predict_leaf(data)
+    assert model.hierarchy_.n_leaves == 6 and len(np.unique(flat)) == 3 and len(np.unique(leaves)) == 6
+    from hiclust.metrics import leaf_purity
+
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["leaf_purity"] == pytest.approx(leaf_purity(data.labels.numpy(), leaves))
+    evaluation = cli.evaluate_run(run, device="cpu")
+    assert evaluation["metrics"]["leaf_purity"] == pytest.approx(metrics["leaf_purity"])
+    table = predict_table(model, data)
+    np.testing.assert_array_equal(table["cluster"], flat)
+    np.testing.assert_array_equal(table["path"], table["leaf_paths"][leaves])

@@ -222,7 +222,8 @@ def evaluate_run(run_dir: str | Path, device: str = "auto") -> dict[str, Any]:
     if hierarchy is not None:
         from hiclust.report.evaluation import hierarchy_evaluation
 
-        result.update(hierarchy_evaluation(hierarchy, pred, data.labels.numpy(), data.class_names))
+        leaves = model.predict_leaf(data) if hasattr(model, "predict_leaf") else pred  # the tree's own leaves
+        result.update(hierarchy_evaluation(hierarchy, leaves, data.labels.numpy(), data.class_names))
     atomic_write_text(Path(run_dir) / "evaluation.json", json.dumps(result, indent=2))
     return result
 

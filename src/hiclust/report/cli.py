@@ -50,7 +50,9 @@ def predict_table(model: Any, data: Any) -> dict[str, Any]:
         if hasattr(model, "predict_proba"):
             proba = np.asarray(model.predict_proba(data))
             leaf_p = proba[np.arange(cluster.size), cluster]
-        return {"cluster": cluster, "path": leaf_paths[cluster], "leaf_probability": leaf_p,
+        # A tree with more leaves than clusters (DeepECT) routes each point to its own leaf.
+        leaf = np.asarray(model.predict_leaf(data), dtype=np.int64) if hasattr(model, "predict_leaf") else cluster
+        return {"cluster": cluster, "path": leaf_paths[leaf], "leaf_probability": leaf_p,
                 "path_probability": None, "step_probabilities": None, "leaf_paths": leaf_paths}
 
     path = model.decision_path(data)  # one forward pass

@@ -139,6 +139,11 @@ def route(
                 "every image of data, or pass predictions="
             )
         pred = h.leaf_of
+    elif hasattr(model, "predict_leaf"):
+        # A tree with more leaves than clusters (DeepECT): route to the leaves, which assign hard.
+        pred = np.asarray(model.predict_leaf(data))
+        if need_confidence and conf is None:
+            conf = np.ones(n)
     elif need_confidence and conf is None and hasattr(model, "predict_proba"):
         proba = np.asarray(model.predict_proba(data))
         pred = proba.argmax(1)  # = predict(): the row scaling of predict_proba keeps the argmax
