@@ -221,3 +221,30 @@ def test_cli_train_evaluate_and_predict_route_to_the_trees_leaves(tmp_path):
     table = predict_table(model, data)
     np.testing.assert_array_equal(table["cluster"], flat)
     np.testing.assert_array_equal(table["path"], table["leaf_paths"][leaves])
+
+
+def test_interrupted_fit_resumes_to_the_same_tree_and_model(tmp_path):
+    """The tree lives in the network's buffers: a run stopped mid-growth and resumed ends like an
+    uninterrupted one (weights, tree, predictions)."""
+    x = np.random.default_rng(0).normal(size=(240, 6)).astype(np.float32)
+    x[:80] += 4
+    x[80:160] -= 4
+    params = dict(n_clusters=3, max_leaves=5, pretrain_epochs=2, epochs=6, grow_interval=1, batch_size=60,
+                  hidden_dims=(16,), embedding_dim=3, n_init=2, augmentation="auto", device="cpu", verbose=False)
+    full = hiclust.DeepECT(**params).fit(x)
+
+    class Stop(Exception):
+        pass
+
+    def stop(record):
+        if record.get("phase") == "cluster" and record.get("epoch") == 3:
+            raise Stop
+
+    ck = tmp_path / "ck.pt"
+    with pytest.raises(Stop):
+        hiclust.DeepECT(**params).fit(x, checkpoint=ck, checkpoint_every=1, callback=stop)
+    resumed = hiclust.DeepECT(**params).fit(x, checkpoint=ck, resume=True)
+    for (k, a), b in zip(full.model_.state_dict().items(), resumed.model_.state_dict().values()):
+        assert torch.equal(a, b), k
+    np.testing.assert_array_equal(resumed.labels_, full.labels_)
+    np.testing.assert_array_equal(resumed.hierarchy_.to_linkage(), full.hierarchy_.to_linkage())
