@@ -53,7 +53,7 @@ from hiclust.methods.base import DeepClusterer, Phase, PreparedData, common
 from hiclust.methods.params import Integral, Interval, Param, Real, StrOptions
 from hiclust.train import train_loop
 
-__all__ = ["DEC", "IDEC", "DECNet", "MLPAutoEncoder", "ConvAutoEncoder", "build_autoencoder", "kmeans_metrics"]
+__all__ = ["DEC", "IDEC", "DECNet", "MLPAutoEncoder", "ConvAutoEncoder", "build_autoencoder", "kmeans_metrics", "AUTOENCODER_PARAMS"]
 
 AUTOENCODERS = ("auto", "mlp", "conv")
 
@@ -151,6 +151,8 @@ def build_autoencoder(est: Any) -> nn.Module:
     ``hidden_dims``, ``conv_channels``, ``embedding_dim``) for its fitted input geometry."""
     shape = est.input_shape_
     if est.backbone == "conv":
+        if len(est.conv_channels) > 6:
+            raise ValueError(f"conv_channels may hold at most 6 layers, got {len(est.conv_channels)}")
         return ConvAutoEncoder(shape[0], est.image_size_, tuple(est.conv_channels), est.embedding_dim)
     return MLPAutoEncoder(int(np.prod(shape)), tuple(int(d) for d in est.hidden_dims), est.embedding_dim)
 
@@ -168,8 +170,8 @@ def kmeans_metrics(est: Any, record: dict[str, Any]) -> None:
 # ------------------------------------------------------------------------------------------------
 # DEC
 # ------------------------------------------------------------------------------------------------
-_DEC_PARAMS = common(
-    "n_clusters", "batch_size", "weight_decay", "device", "seed", "verbose",
+# The autoencoder and its pre-training, shared by every autoencoder method (DEC, IDEC, DeepECT).
+AUTOENCODER_PARAMS: dict[str, Param] = dict(
     backbone=Param(StrOptions(set(AUTOENCODERS)),
                    "The autoencoder: 'mlp' (d–hidden_dims–embedding_dim, DEC's; 'auto' is the same) or 'conv' "
                    "(ConvAutoEncoder, images only)."),
@@ -178,6 +180,11 @@ _DEC_PARAMS = common(
     conv_channels=Param([list, tuple], "Widths of the convolutional autoencoder (at most 6 layers).", flag=""),
     pretrain_epochs=Param(Interval(Integral, 0, None, closed="left"), "Epochs of autoencoder pre-training."),
     pretrain_lr=Param(Interval(Real, 0, None, closed="neither"), "Adam learning rate of the pre-training."),
+)
+
+_DEC_PARAMS = common(
+    "n_clusters", "batch_size", "weight_decay", "device", "seed", "verbose",
+    **AUTOENCODER_PARAMS,
     pretrained=Param([str, None],
                      "Path of a saved DEC/IDEC model or checkpoint with the same autoencoder (backbone, widths, "
                      "embedding_dim, input shape) used instead of pre-training; pretrain_epochs is then ignored."),

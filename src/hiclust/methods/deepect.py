@@ -28,8 +28,8 @@ from torch import nn
 
 from hiclust.losses.deepect import data_compression_loss, node_center_loss
 from hiclust.methods.base import DeepClusterer, Phase, PreparedData, common
-from hiclust.methods.dec import AUTOENCODERS, build_autoencoder, kmeans_metrics
-from hiclust.methods.params import Integral, Interval, Param, Real, StrOptions
+from hiclust.methods.dec import AUTOENCODER_PARAMS, build_autoencoder, kmeans_metrics
+from hiclust.methods.params import Integral, Interval, Param, Real
 
 __all__ = ["DeepECT", "ClusterTree", "DeepECTNet"]
 
@@ -218,12 +218,7 @@ class DeepECT(DeepClusterer):
         pruning_threshold=Param(Interval(Real, 0, None, closed="left"),
                                 "A node whose weight (smoothed points per batch under it) falls below this is "
                                 "pruned."),
-        backbone=Param(StrOptions(set(AUTOENCODERS)), "The autoencoder: 'mlp' ('auto' is the same) or 'conv'."),
-        hidden_dims=Param([list, tuple], "Widths of the MLP autoencoder's hidden layers.", flag=""),
-        embedding_dim=Param(Interval(Integral, 1, None, closed="left"), "Size of the embedding z."),
-        conv_channels=Param([list, tuple], "Widths of the convolutional autoencoder.", flag=""),
-        pretrain_epochs=Param(Interval(Integral, 0, None, closed="left"), "Epochs of autoencoder pre-training."),
-        pretrain_lr=Param(Interval(Real, 0, None, closed="neither"), "Adam learning rate of the pre-training."),
+        **AUTOENCODER_PARAMS,  # the same autoencoder as DEC's, declared there
         epochs=Param(Interval(Integral, 1, None, closed="left"), "Epochs of the clustering phase.",
                      resume="free"),
         lr=Param(Interval(Real, 0, None, closed="neither"), "Adam learning rate of the clustering phase."),
