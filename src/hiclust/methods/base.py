@@ -231,7 +231,8 @@ def _declare_common() -> None:
                            "mapping a uint8 batch to an augmented float batch."),
         eval_every=Param(Interval(Integral, 1, None, closed="left"),
                          "With labels, record ACC/NMI/ARI in history_ every this many epochs.", resume="free"),
-        device=Param(str, "'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'.", resume="free"),
+        # Not free on resume: the augmentation generator's state belongs to the device it ran on.
+        device=Param(str, "'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'."),
         seed=Param(Interval(Integral, 0, None, closed="left"),
                    "Seeds python, numpy, torch and the shuffling / augmentation generators."),
         verbose=Param("boolean", "Per-epoch log lines on stderr (and a progress bar on a terminal).",
