@@ -323,7 +323,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--download", action="store_true", help="download missing dataset files (torchvision datasets)")
     p.add_argument("--out", help="run directory to create")
     p.add_argument("--config", help="YAML preset: a path or a bundled name (digits, mnist, fashion_mnist, cifar10, ...)")
-    p.add_argument("--method", default=None, help="cohiclust (default) or another registered method")
+    from hiclust.methods import METHODS
+
+    p.add_argument("--method", default=None,
+                   help=f"cohiclust (default), or one of {', '.join(m for m in METHODS if m != 'cohiclust')}")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     p.add_argument("--checkpoint-every", type=int, default=10, help="epochs between checkpoints (default 10)")
