@@ -21,7 +21,8 @@ EXTENSIONS: list[str] = [
 def method_flags() -> dict[str, dict[str, Any]]:
     """Command-line flags of the estimators' parameters, derived from their declarations
     (``_params``): flag → {"param", "type", "help", "methods"}. A parameter shared by several
-    methods is one flag; flags that a method does not take are refused for it."""
+    methods is one flag (its help gives each method's meaning where they differ); flags that a
+    method does not take are refused for it."""
     from numbers import Integral
 
     from hiclust.methods import METHODS
@@ -33,17 +34,24 @@ def method_flags() -> dict[str, dict[str, Any]]:
             flag = flag_name(name, param)
             if not flag:
                 continue
-            if flag not in flags:
-                typ: type = str
-                choices: set[str] = set()
-                for c in param.constraint_list():
-                    if isinstance(c, Interval):
-                        typ = int if c.type is Integral else float
-                    elif isinstance(c, StrOptions):
-                        choices |= set(c.options)
-                text = param.doc + (f" Choices: {', '.join(sorted(choices))}." if choices else "")
-                flags[flag] = {"param": name, "type": typ, "help": text, "methods": []}
-            flags[flag]["methods"].append(method)
+            typ: type = str
+            choices: set[str] = set()
+            for c in param.constraint_list():
+                if isinstance(c, Interval):
+                    typ = int if c.type is Integral else float
+                elif isinstance(c, StrOptions):
+                    choices |= set(c.options)
+            text = param.doc.replace("None: ", "omitted: ")
+            text += f" Choices: {', '.join(sorted(choices))}." if choices else ""
+            spec = flags.setdefault(flag, {"param": name, "type": typ, "methods": [], "texts": {}})
+            spec["methods"].append(method)
+            spec["texts"].setdefault(text, []).append(method)
+    for spec in flags.values():
+        texts = spec.pop("texts")
+        if len(texts) == 1:
+            spec["help"] = next(iter(texts))
+        else:  # the same flag means something else per method: say so for each
+            spec["help"] = " | ".join(f"{', '.join(ms)}: {t}" for t, ms in texts.items())
     return flags
 
 
@@ -67,7 +75,7 @@ def _check_method_flags(method: str, args: argparse.Namespace) -> None:
              if getattr(args, f"param_{spec['param']}", None) is not None and method not in spec["methods"]]
     if given:
         flag, spec = given[0]
-        raise ValueError(f"{flag} is not a parameter of --method {method} (it is one of {', '.join(spec['methods'])}); "
+        raise ValueError(f"{flag} is not a parameter of --method {method} (taken by: {', '.join(spec['methods'])}); "
                          f"see `hiclust train --help`")
 
 
@@ -269,9 +277,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         method = args.method or base.get("method", "cohiclust")
         dataset = args.dataset or base.get("dataset")
         if not dataset:
-            raise SystemExit("hiclust train: give --dataset NAME (or a --config that names one)")
+            raise ValueError("give --dataset NAME (or a --config that names one)")
         if not args.out:
-            raise SystemExit("hiclust train: give --out RUN_DIR (or --resume RUN_DIR)")
+            raise ValueError("give --out RUN_DIR (or --resume RUN_DIR)")
         _check_method_flags(method, args)
         params = dict(base.get("params", {}))
         params.update({k[6:]: v for k, v in vars(args).items() if k.startswith("param_") and v is not None})

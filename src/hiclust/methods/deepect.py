@@ -212,7 +212,10 @@ class DeepECT(DeepClusterer):
         "batch_size", "weight_decay", "device", "seed", "verbose", "eval_every",
         n_clusters=Param(Interval(Integral, 1, None, closed="left"),
                          "K of the flat partition reported as labels_ (the tree when it had K leaves)."),
-        max_leaves=Param(Interval(Integral, 2, None, closed="left"), "Leaves the tree grows to."),
+        max_leaves=Param(Interval(Integral, 2, None, closed="left"),
+                         "Leaves the tree grows to: it starts with 2 and gains one every grow_interval clustering "
+                         "epochs, so it needs epochs >= (max_leaves - 2) · grow_interval (a warning says when the "
+                         "tree stopped short)."),
         grow_interval=Param(Interval(Integral, 1, None, closed="left"),
                             "Epochs of the clustering phase between two splits."),
         pruning_threshold=Param(Interval(Real, 0, None, closed="left"),
@@ -411,6 +414,13 @@ class DeepECT(DeepClusterer):
         record.update(self._label_metrics(self._data.labels, flat))
 
     def _finish_fit(self, data: PreparedData) -> None:
+        n_leaves = self.model_.tree.n_leaves()
+        if n_leaves < self.max_leaves:
+            import warnings
+
+            warnings.warn(f"the tree has {n_leaves} leaves, not max_leaves={self.max_leaves}: growth adds one leaf every "
+                          f"grow_interval={self.grow_interval} epochs (or pruning removed some); raise epochs to at "
+                          f"least {(self.max_leaves - 2) * self.grow_interval} for the full tree", stacklevel=3)
         self._after_load({})
         leaf_index, flat_of_leaf = self._leaf_maps()
         self.leaf_labels_ = leaf_index[self._leaf_rows_of(data.x)]
