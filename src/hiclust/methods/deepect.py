@@ -420,7 +420,7 @@ class DeepECT(DeepClusterer):
 
             warnings.warn(f"the tree has {n_leaves} leaves, not max_leaves={self.max_leaves}: growth adds one leaf every "
                           f"grow_interval={self.grow_interval} epochs (or pruning removed some); raise epochs to at "
-                          f"least {(self.max_leaves - 2) * self.grow_interval} for the full tree", stacklevel=3)
+                          f"least {(self.max_leaves - 2) * self.grow_interval} for the full tree", stacklevel=4)
         self._after_load({})
         leaf_index, flat_of_leaf = self._leaf_maps()
         self.leaf_labels_ = leaf_index[self._leaf_rows_of(data.x)]
@@ -433,7 +433,17 @@ class DeepECT(DeepClusterer):
         self.hierarchy_ = Hierarchy(children, height=height, source="deepect")
 
     def _leaf_maps(self) -> tuple[np.ndarray, np.ndarray]:
-        """(tree row → leaf id of ``hierarchy_`` (−1 elsewhere), leaf id → flat cluster)."""
+        """(tree row → leaf id of ``hierarchy_`` (−1 elsewhere), leaf id → flat cluster), cached
+        per tree structure: ``predict_proba`` asks once per batch."""
+        tree = self.model_.tree
+        key = (int(tree.n_splits), tuple(tree.parent.tolist()), tuple(tree.alive.tolist()))
+        cached = getattr(self, "_maps_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        self._maps_cache = (key, self._compute_leaf_maps())
+        return self._maps_cache[1]
+
+    def _compute_leaf_maps(self) -> tuple[np.ndarray, np.ndarray]:
         children, height, leaf_rows = self.model_.tree.to_hierarchy_arrays()
         index = np.full(self.model_.tree.alive.shape[0], -1, dtype=np.int64)
         index[leaf_rows] = np.arange(len(leaf_rows))
