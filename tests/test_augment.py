@@ -326,3 +326,44 @@ def test_preset_for_dataset() -> None:
     assert isinstance(aug, BatchAugment) and aug.size == 32 and aug.jitter == (0.4, 0.4, 0.4, 0.1)
     y = preset_for_dataset("digits", 8, 1)(_images(3, 1, 8, 8))
     assert y.shape == (3, 1, 8, 8)
+
+
+def test_random_parameters_follow_torchvision_distributions() -> None:
+    """Crop area and aspect ratio, flip and grayscale rates and the brightness factor of the batched
+    pipeline against torchvision's own samplers (two-sample Kolmogorov–Smirnov distance, binomial rates)."""
+    from scipy.stats import ks_2samp
+    from torchvision.transforms import ColorJitter, RandomResizedCrop
+
+    n, size = 2000, 96
+    gen = torch.Generator().manual_seed(0)
+    aug = BatchAugment(size, crop_scale=(0.08, 1.0), hflip_p=0.5, jitter=(0.4, 0.0, 0.0, 0.0), jitter_p=1.0,
+                       grayscale_p=0.2, generator=gen)
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.rand(*shape, generator=gen)
+
+    cw, ch = aug._crop_boxes(n, size, size, rand)[:2]
+    torch.manual_seed(0)
+    img = torch.zeros(3, size, size)
+    boxes = torch.tensor([RandomResizedCrop.get_params(img, [0.08, 1.0], [3 / 4, 4 / 3])[2:] for _ in range(n)],
+                         dtype=torch.float32)  # (h, w), integers
+    ours_area, ours_ratio = (cw * ch / size**2).numpy(), (cw / ch).numpy()
+    tv_area, tv_ratio = (boxes[:, 0] * boxes[:, 1] / size**2).numpy(), (boxes[:, 1] / boxes[:, 0]).numpy()
+    assert ks_2samp(ours_area, tv_area).statistic < 0.06  # torchvision rounds to whole pixels
+    assert ks_2samp(ours_ratio, tv_ratio).statistic < 0.06
+    # A brightness-only jitter on a dark, horizontally graded image: output / input = the factor,
+    # the left-right order says whether it was flipped, equal channels say grayscale.
+    size = 16  # the rest reads whole images: small ones keep it fast
+    ramp = torch.linspace(0.05, 0.3, size).reshape(1, 1, 1, size).expand(n, 3, size, size).clone()
+    ramp[:, 1] *= 0.5  # a colour image, so that grayscale is visible
+    still = BatchAugment(size, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), hflip_p=0.5, jitter=(0.4, 0, 0, 0),
+                         jitter_p=1.0, grayscale_p=0.2, generator=torch.Generator().manual_seed(1))
+    y = still(ramp)
+    flipped = (y[:, 0, 0, 0] > y[:, 0, 0, -1]).float().mean().item()
+    grey = torch.isclose(y[:, 0], y[:, 1]).all(dim=(1, 2)).float().mean().item()
+    assert abs(flipped - 0.5) < 0.04 and abs(grey - 0.2) < 0.03  # ±3.5 binomial standard deviations
+    colour = ~torch.isclose(y[:, 0], y[:, 1]).all(dim=(1, 2))
+    left = torch.where(y[:, 0, 0, 0] < y[:, 0, 0, -1], y[:, 0, size // 2, 0], y[:, 0, size // 2, -1])
+    ours_factor = (left[colour] / ramp[0, 0, 0, 0]).numpy()
+    tv_factor = np.array([float(ColorJitter.get_params((0.6, 1.4), None, None, None)[1]) for _ in range(n)])
+    assert ks_2samp(ours_factor, tv_factor).statistic < 0.06

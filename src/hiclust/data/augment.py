@@ -150,10 +150,23 @@ def hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
 
 
 def adjust_hue(x: torch.Tensor, shift: torch.Tensor | float) -> torch.Tensor:
-    """Rotate the hue by ``shift`` (fraction of a full turn, per sample in [−0.5, 0.5])."""
-    hsv = rgb_to_hsv(x)
-    h = torch.remainder(hsv[:, :1] + _per_sample(shift, x), 1.0)
-    return hsv_to_rgb(torch.cat((h, hsv[:, 1:]), dim=1)).clamp(0.0, 1.0)
+    """Rotate the hue by ``shift`` (fraction of a full turn, per sample in [−0.5, 0.5]).
+
+    The HSV round trip of :func:`rgb_to_hsv` / :func:`hsv_to_rgb` fused: a hue rotation keeps
+    each pixel's max and max − min, so only the hue (in sixths of a turn) is computed and the
+    closed form c_n = max − (max − min)·clip(min(k, 4 − k), 0, 1), k = (n + 6h) mod 6, rebuilds RGB.
+    """
+    r, g, b = x.unbind(1)
+    maxc = torch.maximum(torch.maximum(r, g), b)
+    delta = maxc - torch.minimum(torch.minimum(r, g), b)
+    safe = torch.where(delta > 0, delta, torch.ones_like(delta))  # gray pixels: any hue, delta·ramp = 0
+    # Hue sector by which channel is the maximum (red wins ties, then green), as in colorsys.
+    h6 = torch.where(maxc == r, (g - b) / safe, torch.where(maxc == g, 2.0 + (b - r) / safe, 4.0 + (r - g) / safe))
+    h6 = h6 + 6.0 * _per_sample(shift, x).reshape(-1, 1, 1)
+    n = torch.tensor((5.0, 3.0, 1.0), dtype=x.dtype, device=x.device).reshape(1, 3, 1, 1)
+    k = torch.remainder(n + h6.unsqueeze(1), 6.0)
+    ramp = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
+    return (maxc.unsqueeze(1) - delta.unsqueeze(1) * ramp).clamp_(0.0, 1.0)
 
 
 def _gaussian_kernels(sigma: torch.Tensor, kernel_size: int) -> torch.Tensor:
@@ -442,21 +455,37 @@ class BatchAugment(torch.nn.Module):
                     ref = 0.0 if i == 0 else (gray.mean(dim=(1, 2, 3), keepdim=True) if i == 1 else gray)
                     x = (f * x + (1.0 - f) * ref).clamp_(0.0, 1.0)
             if hue > 0:
-                x = torch.where(keep, adjust_hue(x, fh.reshape(b)), x)
+                x = _hue_where(x, keep.reshape(b), fh.reshape(b))
             return x
 
+        # Each slot works on the samples whose op in that slot is on (a gathered subset), so the 4
+        # slots together cost about one pass of each op over the batch, not four.
+        x = x.clone()  # written in place below; the caller's tensor stays as it was
+        fb, fc, fs, on_all = fb.reshape(b), fc.reshape(b), fs.reshape(b), apply.reshape(b) > 0
         for k in range(4):
-            op = order[:, k].reshape(b, 1, 1, 1)
-            on = (apply > 0) & enabled[op]
+            op = order[:, k]
+            on = on_all & enabled[op]
             if bri > 0 or con > 0 or sat > 0:
-                f = torch.where(op == 0, fb, torch.where(op == 1, fc, fs))
-                f = torch.where(on & (op < 3), f, torch.ones_like(f))  # f = 1 is the exact identity blend
-                gray = rgb_to_grayscale(x) if c == 3 else x
-                ref = torch.where(op == 0, 0.0, torch.where(op == 1, gray.mean(dim=(1, 2, 3), keepdim=True), gray))
-                x = (f * x + (1.0 - f) * ref).clamp_(0.0, 1.0)
+                idx = (on & (op < 3)).nonzero().flatten()
+                if idx.numel():
+                    xs, o = x[idx], op[idx].reshape(-1, 1, 1, 1)
+                    f = torch.where(o == 0, fb[idx].reshape(-1, 1, 1, 1),
+                                    torch.where(o == 1, fc[idx].reshape(-1, 1, 1, 1), fs[idx].reshape(-1, 1, 1, 1)))
+                    gray = rgb_to_grayscale(xs) if c == 3 else xs
+                    ref = torch.where(o == 0, 0.0, torch.where(o == 1, gray.mean(dim=(1, 2, 3), keepdim=True), gray))
+                    x.index_put_((idx,), (f * xs + (1.0 - f) * ref).clamp_(0.0, 1.0))
             if hue > 0:
-                x = torch.where(on & (op == 3), adjust_hue(x, fh.reshape(b)), x)
+                x = _hue_where(x, on & (op == 3), fh.reshape(b))
         return x
+
+
+def _hue_where(x: torch.Tensor, mask: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """``x`` with the hue of the samples in ``mask`` (B,) rotated by ``shift`` (B,): computed on those
+    samples only, so that the 4 random-order slots together rotate each image at most once."""
+    idx = mask.nonzero().flatten()
+    if idx.numel() == 0:
+        return x
+    return x.index_put((idx,), adjust_hue(x[idx], shift[idx]))
 
 
 # --------------------------------------------------------------------------------------------
@@ -531,6 +560,11 @@ _PRESETS: dict[str, Callable[..., dict[str, Any]]] = {
     # CC reference (docs/methods.md, "CC"): jitter 0.8s/0.2s with s = 0.5 for CIFAR-sized (≤ 32 px) input unless given,
     # blur kernel 23 p .5 only at ≥ 224 px.
     "cc": _cc,
+    # The CC reference per dataset family, whatever the crop size (CC trains every dataset at 224 px):
+    # CIFAR s = 0.5 without blur; STL-10 s = 1 without blur; the ImageNet subsets s = 1 with blur (kernel 23, p .5).
+    "cc_cifar": lambda size, ch, s: {**_cc(size, ch, 0.5 if s is None else s), "blur_p": 0.0},
+    "cc_stl10": lambda size, ch, s: {**_cc(size, ch, 1.0 if s is None else s), "blur_p": 0.0},
+    "cc_imagenet": lambda size, ch, s: {**_cc(size, ch, 1.0 if s is None else s), "blur_p": 0.5},
     "digits": lambda size, ch, s: _digits(size, ch),
     "fashion": lambda size, ch, s: _fashion(size, ch),
 }
@@ -565,10 +599,12 @@ def augmentation_preset(
 
     Args:
         name: one of :func:`available_presets` — ``"simclr"`` (CoHiClust reference), ``"simclr_blur"``,
-            ``"cc"`` (Contrastive Clustering reference), ``"digits"``, ``"fashion"``.
+            ``"cc"`` (Contrastive Clustering reference, jitter strength and blur chosen by crop size),
+            ``"cc_cifar"`` / ``"cc_stl10"`` / ``"cc_imagenet"`` (the same per dataset family, for CC's
+            224 px crops of any source), ``"digits"``, ``"fashion"``.
         image_size: output side ``S`` (the crop size the network sees).
         channels: 1 or 3; colour-only ops are switched off for 1 channel.
-        jitter_strength: the ``s`` of the CC recipe (default 0.5 for ≤ 32 px, else 1); only for ``"cc"``.
+        jitter_strength: the ``s`` of the CC recipe (default 0.5 for ≤ 32 px, else 1); only for the ``"cc*"`` presets.
         generator: optional ``torch.Generator`` for reproducible parameters.
         **overrides: any :class:`BatchAugment` argument, replacing the preset's value.
     """
@@ -576,8 +612,8 @@ def augmentation_preset(
         raise ValueError(f"unknown augmentation preset {name!r}; choose one of {', '.join(available_presets())}")
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels!r}")
-    if jitter_strength is not None and name != "cc":
-        raise ValueError(f"jitter_strength is a parameter of the 'cc' preset only, not {name!r}; override jitter=... instead")
+    if jitter_strength is not None and not name.startswith("cc"):
+        raise ValueError(f"jitter_strength is a parameter of the 'cc*' presets only, not {name!r}; override jitter=... instead")
     params = _PRESETS[name](image_size, channels, jitter_strength)
     params.update(overrides)
     return BatchAugment(image_size, generator=generator, **params)
