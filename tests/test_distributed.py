@@ -180,6 +180,15 @@ def _worker_train(out: Path) -> None:
         trained = captured["models"][-1]
         others[f"{method}_state"] = {k: v.detach().clone() for k, v in trained.model_.state_dict().items()}
         others[f"{method}_epochs"] = [r["epoch"] for r in trained.history_]
+    # CC's STL-10 schedule under DDP: an instance-only pass (cluster head idle) before every epoch.
+    from hiclust import ContrastiveClustering
+    from hiclust.data import load_dataset
+
+    digits = load_dataset("digits")
+    cc = ContrastiveClustering(n_clusters=3, epochs=2, batch_size=128, backbone="smallcnn", device="cpu",
+                               verbose=False).fit(digits, instance_data=digits.images[:512])
+    others["cc_instance_state"] = {k: v.detach().clone() for k, v in cc.model_.state_dict().items()}
+    others["cc_instance_terms"] = sorted(cc.history_[-1])
     model = captured["model"]
     torch.save(
         {
@@ -261,6 +270,13 @@ def test_contrastive_methods_gather_negatives_under_two_ranks(unit_results, trai
     assert r0[f"{method}_epochs"] == r1[f"{method}_epochs"] == [1, 2]
     for key in r0[f"{method}_state"]:  # both ranks hold the same model after data-parallel training
         torch.testing.assert_close(r0[f"{method}_state"][key], r1[f"{method}_state"][key], rtol=0, atol=0, msg=key)
+
+
+def test_cc_instance_only_pass_trains_under_two_ranks(train_results):
+    _, (r0, r1) = train_results
+    assert "instance_only_loss" in r0["cc_instance_terms"] and "cluster" in r0["cc_instance_terms"]
+    for key in r0["cc_instance_state"]:  # the idle cluster head does not stall DDP, and both ranks agree
+        torch.testing.assert_close(r0["cc_instance_state"][key], r1["cc_instance_state"][key], rtol=0, atol=0, msg=key)
 
 
 if __name__ == "__main__":  # torchrun worker: test_distributed.py CASE OUT_DIR

@@ -153,15 +153,15 @@ CLI_CASES = [
     ("truncated-strict", ["--dataset", "folder:{in}/corrupt", "--strict", *COMMON], CorruptImageError,
      r"1 of 5 image files .* could not be read: .*cut\.png"),
     ("k-above-samples", ["--dataset", "npy:{in}/few.npy", *COMMON[:2], "--n-clusters", "8", "--depth", "3",
-                         "--batch-size", "2"], ValueError, r"n_clusters=8 is larger than the number of samples \(6\)"),
+                         "--batch-size", "2"], ValueError, r"--n-clusters 8 is larger than the number of samples \(6\); lower --n-clusters"),
     ("k-above-leaves", ["--dataset", "npy:{in}/good.npy", *COMMON, "--n-clusters", "5"], ValueError,
-     r"n_clusters=5 is larger than the 2\^depth = 4 leaves.*depth >= 3"),
+     r"--n-clusters 5 is larger than the 2\^depth = 4 leaves.*use --depth >= 3"),
     ("depth-0", ["--dataset", "npy:{in}/good.npy", *COMMON, "--n-clusters", "1", "--depth", "0"], ValueError,
      r"--depth must be an int in the range \[1, 10\] or None. Got 0 instead"),
     ("depth-11", ["--dataset", "npy:{in}/good.npy", *COMMON, "--depth", "11"], ValueError,
      r"--depth must be an int in the range \[1, 10\].*Got 11 instead"),
     ("batch-above-data", ["--dataset", "npy:{in}/good.npy", *COMMON, "--batch-size", "65"], ValueError,
-     r"batch_size=65 is larger than the dataset \(64 samples\)"),
+     r"--batch-size 65 is larger than the dataset \(64 samples\); use --batch-size <= 64"),
     ("unknown-dataset", ["--dataset", "cifar11", *COMMON], ValueError,
      r"unknown dataset 'cifar11'; valid names: .*cifar10.*digits.*folder:<dir>"),
     ("unknown-backbone", ["--dataset", "npy:{in}/good.npy", *COMMON, "--backbone", "vgg16"], ValueError,
@@ -172,7 +172,7 @@ CLI_CASES = [
      r"CoHiClust has no parameter\(s\) nope"),
     ("epochs-0", ["--dataset", "npy:{in}/good.npy", *COMMON, "--epochs", "0"], ValueError, r"--epochs must be an int in the range \[1, inf\). Got 0 instead"),
     ("pretrain-too-long", ["--dataset", "npy:{in}/good.npy", *COMMON, "--pretrain-epochs", "2"], ValueError,
-     r"pretrain_epochs=2 must be in \[0, epochs\)"),
+     r"--pretrain-epochs 2 must be in \[0, epochs\) .*\(--epochs 2\)"),
     ("checkpoint-every-0", ["--dataset", "npy:{in}/good.npy", *COMMON, "--checkpoint-every", "0"], ValueError,
      r"--checkpoint-every must be a positive number"),
     ("lr-schedule", ["--dataset", "npy:{in}/good.npy", *COMMON, "--lr-schedule", "step"], ValueError,
@@ -192,7 +192,7 @@ CLI_CASES = [
 ]
 if not torch.cuda.is_available():
     CLI_CASES.append(("no-cuda", ["--dataset", "npy:{in}/good.npy", *COMMON, "--device", "cuda"], ValueError,
-                      r"CUDA is not available; use device='auto' or 'cpu'"))
+                      r"CUDA is not available; use --device 'auto' or 'cpu'"))
 
 
 @pytest.mark.parametrize("argv,exc,message", [c[1:] for c in CLI_CASES], ids=[c[0] for c in CLI_CASES])

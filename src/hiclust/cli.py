@@ -1,5 +1,6 @@
 """Command line: ``hiclust demo | train | evaluate`` and the subcommands registered by
-``hiclust.report.cli`` (tree, report, predict) and ``hiclust.bench`` (bench)."""
+``hiclust.report.cli`` (tree, report, predict), ``hiclust.bench`` (bench) and
+``hiclust.reproduce`` (flat-table)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ __all__ = ["main", "run_training", "evaluate_run", "load_run_model", "load_run_d
 EXTENSIONS: list[str] = [
     "hiclust.report.cli",
     "hiclust.bench",
+    "hiclust.reproduce",
 ]
 
 def method_flags() -> dict[str, dict[str, Any]]:
@@ -87,6 +89,78 @@ def flag_for_param(cls: type, name: str) -> str:
     return (flag_name(name, param) if param is not None else "") or name
 
 
+def in_flag_terms(cls: type, message: str) -> str:
+    """``message`` with the estimator's parameter names written as their flags: "batch_size=65"
+    becomes "--batch-size 65", "pretrain_epochs" becomes "--pretrain-epochs" (and "epochs" /
+    "depth" where they stand as names: "(epochs=4)", "epochs (6)", "depth >= 3")."""
+    import re
+
+    params = getattr(cls, "_params", {})
+    flags = {name: flag_for_param(cls, name) for name in params if flag_for_param(cls, name).startswith("--")}
+    for name in sorted(flags, key=len, reverse=True):
+        flag = flags[name]
+        message = re.sub(rf"(?<![\w\-^'./]){name}=(?!=)", f"{flag} ", message)
+        if "_" in name:
+            message = re.sub(rf"(?<![\w\-^'.]){name}(?![\w\-.])", flag, message)
+        else:
+            message = re.sub(rf"(?<![\w\-^'./]){name}(?= \(| >=| <=| must| or\b)", flag, message)
+    return message
+
+
+def derive_defaults(config: Any, n: int) -> tuple[dict[str, Any], list[str]]:
+    """Parameters that fit a dataset of ``n`` items where ``config.params`` leaves them out
+    (given values, a preset's included, are never changed).
+
+    * ``batch_size``: the class default (256) when n >= 4 * 256, else the largest power of two
+      <= n / 4 (at least 2): several full batches per epoch.
+    * CoHiClust ``epochs``: 100, raised on small data towards about 1,000 optimizer steps (at
+      most 300 epochs), and so that every pruning fits after pre-training.
+    * CoHiClust ``pretrain_epochs``: epochs // 3, lowered where the 2^depth − K prunings (one per
+      epoch) would not fit after it.
+
+    Returns (the parameters to train with, one "flag value" note per derived value).
+    """
+    import inspect
+    import math
+
+    from hiclust.methods import METHODS
+
+    cls = METHODS.get(config.method)
+    if cls is None:
+        return dict(config.params), []
+    params = dict(config.params)
+    defaults = {k: v.default for k, v in inspect.signature(cls.__init__).parameters.items() if k != "self"}
+    notes: list[str] = []
+
+    def derive(name: str, value: Any) -> None:
+        if name not in params and name in defaults and value != defaults[name]:
+            params[name] = value
+            notes.append(f"{flag_for_param(cls, name)} {value}")
+
+    if "batch_size" in defaults and isinstance(defaults["batch_size"], int) and n >= 2:
+        bs = defaults["batch_size"]
+        if n < 4 * bs:
+            bs = max(2, 2 ** int(math.floor(math.log2(max(n // 4, 1)))))
+        derive("batch_size", bs)
+    if config.method == "cohiclust":
+        from hiclust.methods.base import default_depth
+
+        k = int(params.get("n_clusters", defaults["n_clusters"]))
+        depth = params.get("depth") or default_depth(k)
+        n_prune = max(0, 2 ** int(depth) - k)
+        steps = max(1, n // int(params.get("batch_size", defaults["batch_size"])))
+        if "epochs" not in params:
+            pre = params.get("pretrain_epochs")
+            need = (int(pre) if pre is not None else 0) + n_prune + 10
+            epochs = max(int(defaults["epochs"]), min(300, math.ceil(1000 / steps)),
+                         need if pre is not None else math.ceil(1.5 * (n_prune + 10)))
+            derive("epochs", epochs)
+        epochs = int(params.get("epochs", defaults["epochs"]))
+        if "pretrain_epochs" not in params and params.get("prune_start") is None and epochs // 3 > epochs - n_prune >= 0:
+            derive("pretrain_epochs", epochs - n_prune)  # the default epochs // 3 would leave too few
+    return params, notes
+
+
 def validate_estimator(model: Any) -> None:
     """The estimator's parameter validation with the error in command-line terms (flag names)."""
     import re
@@ -101,13 +175,53 @@ def validate_estimator(model: Any) -> None:
         raise ValueError(msg) from None
 
 
-def load_run_data(config: Any, download: bool = False):
+def load_run_data(config: Any, download: bool = False, split: str | None = None):
+    """The run's data: by default the split it is evaluated on (``config.evaluation_split``)."""
     from hiclust.data import load_dataset
 
     return load_dataset(
-        config.dataset, root=config.root, split=config.split, download=download,
+        config.dataset, root=config.root, split=split or config.evaluation_split, download=download,
         image_size=config.image_size, strict=config.strict,
+        label_column=getattr(config, "label_column", None), id_column=getattr(config, "id_column", None),
     )
+
+
+def override_data(config: Any, dataset: str | None = None, root: str | None = None) -> Any:
+    """``config`` with its data moved to ``dataset`` / ``root`` (``--dataset`` / ``--root`` of the
+    commands that read a run), paths made absolute; unchanged when both are None."""
+    from dataclasses import replace
+
+    from hiclust.runs import with_absolute_paths
+
+    if dataset is None and root is None:
+        return config
+    config = replace(config, dataset=dataset or config.dataset, root=root if root is not None else config.root)
+    if config.dataset.startswith("features:") and config.dataset.lower().endswith(".npy"):
+        config = replace(config, label_column=None, id_column=None)  # a .npy holds the matrix only
+    return with_absolute_paths(config)
+
+
+def load_run(run_dir: str | Path, device: str = "auto", dataset: str | None = None,
+             root: str | None = None) -> tuple[Any, Any, Any]:
+    """(fitted model, config, evaluation data) of a run. With ``dataset`` / ``root`` the data is
+    read from there instead, and must be the data the run recorded (count, shape, content hash)
+    when the run is evaluated on its training split."""
+    from hiclust.runs import check_same_data
+
+    model, config = load_run_model(run_dir, device)
+    config = override_data(config, dataset, root)
+    data = load_run_data(config)
+    if (dataset is not None or root is not None) and config.evaluation_split == config.split:
+        check_same_data(config.data, data, config.dataset)
+    return model, config, data
+
+
+def _xy(data: Any) -> tuple[Any, Any]:
+    """(X, y) to hand an estimator: an ImageDataset carries its labels; a FeatureDataset gives its
+    (N, D) matrix and labels."""
+    from hiclust.data.feature_files import FeatureDataset
+
+    return (data.features, data.labels) if isinstance(data, FeatureDataset) else (data, None)
 
 
 def load_run_model(run_dir: str | Path, device: str = "auto"):
@@ -125,6 +239,7 @@ def load_run_model(run_dir: str | Path, device: str = "auto"):
 
 
 def _metrics_for(model: Any, data: Any, labels_pred) -> dict[str, float]:
+    from hiclust.data.feature_files import model_input
     from hiclust.metrics import evaluate, leaf_purity
 
     y = data.labels.numpy()
@@ -132,7 +247,7 @@ def _metrics_for(model: Any, data: Any, labels_pred) -> dict[str, float]:
     if hasattr(model, "predict_leaf"):
         # A tree with more leaves than clusters (DeepECT): DP and leaf purity on the full tree,
         # the other metrics on the flat partition.
-        leaf = model.predict_leaf(data)
+        leaf = model.predict_leaf(model_input(data))
         out = evaluate(y, labels_pred, hierarchy.to_linkage() if hierarchy.n_leaves > 1 else None,
                        leaf if hierarchy.n_leaves > 1 else None)
         out["leaf_purity"] = leaf_purity(y, leaf)
@@ -151,9 +266,13 @@ def run_training(
     download: bool = False,
     checkpoint_every: int = 10,
     picture: bool = True,
+    summary: bool = False,
 ) -> tuple[Any, dict[str, float] | None]:
     """Trains ``config`` into ``run_dir``. Data and parameters are validated before anything is
-    written. Returns (fitted estimator, final metrics or None without labels)."""
+    written. Ends by writing ``assignments.csv`` (every training item's leaf, path and leaf
+    probability) and, with ``summary``, printing the one-screen summary
+    (:func:`hiclust.report.summary.format_summary`). Returns (fitted estimator, final metrics or
+    None without labels)."""
     from hiclust.checkpoint import atomic_write_text
     from hiclust.methods import make_estimator
     from hiclust.runs import prepare_run_dir
@@ -166,9 +285,27 @@ def run_training(
     main_rank = dist_utils.is_main()
     if download and not main_rank:
         dist_utils.barrier()
-    data = load_run_data(config, download)
+    data = load_run_data(config, download, split=config.split)
+    from dataclasses import replace
+
+    from hiclust.runs import check_same_data, data_fingerprint
+
+    if resume:  # the checkpoint continues only on the data it was trained on
+        check_same_data(config.data, data, config.dataset if config.root is None else f"{config.dataset} (--root {config.root})")
+    config = replace(config, data=data_fingerprint(data))
+    fit_extra: dict[str, Any] = {}
+    if config.instance_split:
+        if config.method != "cc":
+            raise ValueError(f"--instance-split is part of CC's recipe (--method cc), not of --method {config.method}")
+        fit_extra["instance_data"] = _xy(load_run_data(config, download, split=config.instance_split))[0]
+    eval_data = data if config.evaluation_split == config.split else load_run_data(config, download)
     if download and main_rank:
         dist_utils.barrier()
+    if not resume:  # a resumed run keeps the parameters it was started with
+        params, notes = derive_defaults(config, len(data))
+        config = replace(config, params=params)
+        if notes and main_rank:
+            print(f"fitted to the data ({len(data):,} items): {', '.join(notes)}", file=sys.stderr)
     model = make_estimator(config.method, dict(config.params))
     if dist_utils.is_distributed() and not getattr(model, "_SUPPORTS_DISTRIBUTED", False):
         raise ValueError(
@@ -177,7 +314,10 @@ def run_training(
         )
     validate_estimator(model)
     if hasattr(model, "check_params"):
-        model.check_params(data)
+        try:
+            model.check_params(*_xy(data), **fit_extra)
+        except ValueError as exc:  # the same error, in command-line terms
+            raise type(exc)(in_flag_terms(type(model), str(exc))) from None
     checkpoint = Path(run_dir) / "checkpoint.pt"
     records: list[dict[str, Any]] = []  # history.jsonl: the resumed checkpoint's records, then new ones
     if resume and checkpoint.exists() and hasattr(model, "_check_resume_config"):
@@ -187,51 +327,96 @@ def run_training(
         saved_config, saved_state = load_checkpoint(checkpoint, expected_class=type(model).__name__)
         model._check_resume_config(saved_config, checkpoint)
         records = list(saved_state.get("history", []))
+    from hiclust.runs import RunLock, commit_overwrite
+
+    final_dir = Path(run_dir)
+    # --overwrite of an existing run trains next to it and replaces it only when done, so a kill,
+    # an error or a NaN leaves the old run as it was.
+    replacing = overwrite and not resume and (final_dir / "run.json").exists()
+    run_dir = final_dir.parent / f".{final_dir.name}.overwrite.tmp" if replacing else final_dir
+    lock = None
     if main_rank:
-        run_dir = prepare_run_dir(run_dir, config, overwrite=overwrite, resume=resume)
+        lock = RunLock(final_dir).acquire()  # one training per run directory
+        try:
+            prepare_run_dir(final_dir, config, overwrite=overwrite, resume=resume, write_to=run_dir)
+        except BaseException:
+            lock.release()
+            raise
     dist_utils.barrier()  # the run directory (and a resumed checkpoint) exists before any rank trains
-    run_dir = Path(run_dir)
 
-    def write_history(record: dict[str, Any]) -> None:
-        records.append(record)
-        lines = "".join(json.dumps(r) + "\n" for r in records)
-        atomic_write_text(run_dir / "history.jsonl", lines)
+    def train_and_answer() -> tuple[Any, dict[str, float] | None]:
+        def write_history(record: dict[str, Any]) -> None:
+            records.append(record)
+            lines = "".join(json.dumps(r) + "\n" for r in records)
+            atomic_write_text(run_dir / "history.jsonl", lines)
 
-    model.fit(
-        data, checkpoint=run_dir / "checkpoint.pt", checkpoint_every=checkpoint_every, resume=resume,
-        callback=write_history,
-    )
-    if not main_rank:
-        return model, None
-    model.save(run_dir / "model.pt")
-    metrics = None
-    if data.labels is not None:
-        metrics = _metrics_for(model, data, model.labels_)
-        atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
-    if picture and getattr(model, "hierarchy_", None) is not None:
-        from hiclust.report import plot_tree
+        model.fit(
+            *_xy(data), checkpoint=run_dir / "checkpoint.pt", checkpoint_every=checkpoint_every, resume=resume,
+            callback=write_history, **fit_extra,
+        )
+        if not main_rank:
+            return model, None
+        model.save(run_dir / "model.pt")
+        from hiclust.report.summary import assignment_table, format_summary, write_assignments
 
-        plot_tree(model, data, out=run_dir / "tree.png")
-    return model, metrics
+        table = assignment_table(model, _xy(data)[0])
+        write_assignments(table, data.ids(), run_dir / "assignments.csv", _label_names(data))
+        metrics = None
+        if eval_data.labels is not None:
+            pred = model.labels_ if eval_data is data else model.predict(_xy(eval_data)[0])
+            metrics = _metrics_for(model, eval_data, pred)
+            atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+        if picture and getattr(model, "hierarchy_", None) is not None:
+            from hiclust.report import plot_tree
+
+            plot_tree(model, eval_data, out=run_dir / "tree.png")
+        if summary:
+            print(format_summary(model, table, method=config.method, assignments=final_dir / "assignments.csv",
+                                 n_items_name="items" if hasattr(data, "features") else "images"))
+        return model, metrics
+
+    try:
+        model, metrics = train_and_answer()
+        if main_rank and replacing:
+            commit_overwrite(run_dir, final_dir)
+        return model, metrics
+    finally:
+        if lock is not None:
+            lock.release()
 
 
-def evaluate_run(run_dir: str | Path, device: str = "auto") -> dict[str, Any]:
-    """Predicts the run's dataset with its model; metrics overall and per tree level."""
-    from hiclust.checkpoint import atomic_write_text
-
-    model, config = load_run_model(run_dir, device)
-    data = load_run_data(config)
+def _label_names(data: Any) -> list[str] | None:
+    """Each item's class name (its label id as text without names), or None when unlabeled."""
     if data.labels is None:
-        raise ValueError(f"the dataset {config.dataset!r} has no labels; evaluation needs ground-truth classes")
-    pred = model.predict(data)
-    result: dict[str, Any] = {"dataset": config.dataset, "split": config.split, "n_samples": len(data)}
-    result["metrics"] = _metrics_for(model, data, pred)
-    hierarchy = getattr(model, "hierarchy_", None)
-    if hierarchy is not None:
-        from hiclust.report.evaluation import hierarchy_evaluation
+        return None
+    names = data.class_names
+    ids = data.labels.tolist()
+    return [names[i] if names is not None and i < len(names) else str(i) for i in ids]
 
-        leaves = model.predict_leaf(data) if hasattr(model, "predict_leaf") else pred  # the tree's own leaves
-        result.update(hierarchy_evaluation(hierarchy, leaves, data.labels.numpy(), data.class_names))
+
+def evaluate_run(run_dir: str | Path, device: str = "auto", *, dataset: str | None = None,
+                 root: str | None = None) -> dict[str, Any]:
+    """Predicts the run's dataset with its model. With labels: metrics overall and per tree level;
+    always: the label-free numbers (leaf sizes, balance per level, mean decision confidence,
+    silhouette on the learned representation). Writes ``evaluation.json``. ``dataset`` /
+    ``root`` point at the run's data where it has moved (see :func:`load_run_data`)."""
+    from hiclust.checkpoint import atomic_write_text
+    from hiclust.report.summary import assignment_table, label_free_evaluation
+
+    model, config, data = load_run(run_dir, device, dataset, root)
+    x = _xy(data)[0]
+    table = assignment_table(model, x)
+    pred = table["leaf"] if hasattr(model, "decision_path") else model.predict(x)  # CoHiClust: leaf = cluster
+    result: dict[str, Any] = {"dataset": config.dataset, "split": config.evaluation_split, "n_samples": len(data)}
+    result["label_free"] = label_free_evaluation(model, x, table, seed=0)
+    if data.labels is not None:
+        result["metrics"] = _metrics_for(model, data, pred)
+        hierarchy = getattr(model, "hierarchy_", None)
+        if hierarchy is not None:
+            from hiclust.report.evaluation import hierarchy_evaluation
+
+            leaves = model.predict_leaf(x) if hasattr(model, "predict_leaf") else pred  # the tree's own leaves
+            result.update(hierarchy_evaluation(hierarchy, leaves, data.labels.numpy(), data.class_names))
     atomic_write_text(Path(run_dir) / "evaluation.json", json.dumps(result, indent=2))
     return result
 
@@ -250,17 +435,46 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     preset = load_config_file("digits")
     params = dict(preset["params"])
     if args.epochs is not None:
-        # keep the preset's proportions: a quarter of the epochs for NT-Xent pre-training
+        # keep the preset's proportions: a quarter of the epochs for NT-Xent pre-training, fewer
+        # where the tree's prunings (one per epoch) would not fit after it
+        n_prune = 2 ** params["depth"] - params["n_clusters"]
+        if args.epochs < max(n_prune, 1):
+            raise ValueError(f"--epochs must be at least {max(n_prune, 1)} for the demo: its tree of depth "
+                             f"{params['depth']} prunes {n_prune} of its {2 ** params['depth']} leaves, one per epoch")
         params["epochs"] = args.epochs
-        params["pretrain_epochs"] = args.epochs // 4
+        params["pretrain_epochs"] = min(args.epochs // 4, args.epochs - n_prune)
     params["device"] = args.device
     config = RunConfig(method=preset["method"], dataset=preset["dataset"], split=preset.get("split", "all"), params=params)
     print(f"hiclust demo: CoHiClust on scikit-learn digits (1,797 images 8x8, 10 classes), {params['epochs']} epochs -> {args.out}")
     started = time.perf_counter()
-    _, metrics = run_training(args.out, config, overwrite=True)
+    _, metrics = run_training(args.out, config, overwrite=True, summary=True)
     _print_metrics(metrics, prefix=f"done in {time.perf_counter() - started:.0f} s: ")
     print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'tree.png'}")
     return 0
+
+
+def _refuse_resume_conflicts(args: argparse.Namespace, config: Any) -> None:
+    """``--resume`` continues the run as it was configured: flags that would change it are refused
+    (the estimator's parameters are checked against the checkpoint later; ``--epochs`` may grow)."""
+    def differs(given: Any, stored: Any) -> bool:
+        return given is not None and given != stored
+
+    same_dir = args.out is None or Path(args.out).resolve() == Path(args.resume).resolve()
+    conflicts = [flag for flag, bad in (
+        ("--out", not same_dir), ("--config", args.config is not None), ("--overwrite", args.overwrite),
+        ("--method", differs(args.method, config.method)), ("--split", differs(args.split, config.split)),
+        ("--eval-split", differs(args.eval_split, config.eval_split)),
+        ("--instance-split", differs(args.instance_split, config.instance_split)),
+        ("--image-size", differs(args.image_size, config.image_size)), ("--strict", args.strict and not config.strict),
+        ("--label-column", differs(args.label_column, config.label_column)),
+        ("--id-column", differs(args.id_column, config.id_column)),
+    ) if bad]
+    if conflicts:
+        raise ValueError(
+            f"{', '.join(conflicts)} cannot change the run being resumed in {args.resume}; resume without "
+            f"{'it' if len(conflicts) == 1 else 'them'} (--dataset/--root may point at its data), or train a new run "
+            "with another --out"
+        )
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -269,6 +483,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         config = read_run_config(args.resume)
         out = args.resume
+        _refuse_resume_conflicts(args, config)
+        # The data may have moved: --dataset/--root point at it (its fingerprint must match).
+        config = override_data(config, args.dataset, args.root)
         _check_method_flags(config.method, args)
         overrides = {p: v for k, v in vars(args).items() if k.startswith("param_") and v is not None for p in [k[6:]]}
         config.params.update(overrides)  # e.g. more --epochs; changed identity is refused by the checkpoint
@@ -287,11 +504,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
             method=method, dataset=dataset, split=args.split or base.get("split", "all"),
             root=args.root or base.get("root"), params=params,
             image_size=args.image_size if args.image_size is not None else base.get("image_size"), strict=args.strict,
+            eval_split=args.eval_split or base.get("eval_split"),
+            instance_split=args.instance_split or base.get("instance_split"),
+            label_column=args.label_column or base.get("label_column"),
+            id_column=args.id_column or base.get("id_column"),
         )
         out = args.out
     _, metrics = run_training(
         out, config, resume=bool(args.resume), overwrite=args.overwrite, download=args.download,
-        checkpoint_every=args.checkpoint_every,
+        checkpoint_every=args.checkpoint_every, summary=True,
     )
     if metrics:
         _print_metrics(metrics)
@@ -305,14 +526,26 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from hiclust.report.evaluation import format_evaluation
 
-    result = evaluate_run(args.run_dir, args.device)
+    result = evaluate_run(args.run_dir, args.device, dataset=args.dataset, root=args.root)
     print(format_evaluation(result))
     print(f"wrote {Path(args.run_dir) / 'evaluation.json'}")
     return 0
 
 
+def _add_data_location_flags(p: argparse.ArgumentParser) -> None:
+    """--dataset / --root for the commands that read a run whose data has moved."""
+    p.add_argument("--dataset", default=None, metavar="NAME",
+                   help="where the run's data is now, e.g. features:NEW/PATH.npy or folder:NEW/DIR (default: "
+                   "as recorded in run.json); it must be the same data (count, shape, content)")
+    p.add_argument("--root", default=None, metavar="DIR", help="the directory holding the dataset files now "
+                   "(registered datasets such as mnist; default: as recorded in run.json)")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from hiclust import __version__
+
     parser = argparse.ArgumentParser(prog="hiclust", description="Contrastive hierarchical clustering and its baselines.")
+    parser.add_argument("--version", action="version", version=f"hiclust {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("demo", help="train CoHiClust on scikit-learn's digits on the CPU; writes metrics and a tree picture")
@@ -325,9 +558,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("train", help="train a method on a dataset into a run directory")
-    p.add_argument("--dataset", help="digits, mnist5k, mnist, fashion_mnist, cifar10, cifar100_20, stl10, folder:PATH, npy:PATH")
-    p.add_argument("--root", help="directory holding the dataset files (default ~/.cache/hiclust/datasets or $HICLUST_DATA)")
-    p.add_argument("--split", default=None, help="train, test or all (default all: train+test, the usual clustering protocol)")
+    p.add_argument("--dataset", help="digits, mnist5k, mnist, fashion_mnist, cifar10, cifar100_20, stl10, imagenet10, "
+                   "imagenet_dogs, folder:PATH (images), npy:PATH (an image array), features:PATH (a feature "
+                   "matrix: .npy, .npz with X[/y], .csv or .parquet; trains with the MLP backbone)")
+    p.add_argument("--label-column", default=None, metavar="NAME",
+                   help="features:PATH: the column (.csv/.parquet) or array (.npz) holding labels (optional; .npz "
+                   "files use 'y' or 'labels' when present)")
+    p.add_argument("--id-column", default=None, metavar="NAME",
+                   help="features:PATH: the column or array holding item ids (shown in assignments.csv and reports)")
+    p.add_argument("--root", help="directory holding the dataset files (default ~/.cache/hiclust/datasets or $HICLUST_DATA; "
+                   "for imagenet10/imagenet_dogs the ImageNet folder holding train/<wnid>/)")
+    p.add_argument("--split", default=None, help="train, test or all (default all: train+test, the usual clustering "
+                   "protocol); stl10 also has unlabeled")
+    p.add_argument("--eval-split", default=None, help="the split metrics, tree picture and `evaluate` use when it is "
+                   "not the training split (STL-10's CoHiClust recipe: --split unlabeled --eval-split all)")
+    p.add_argument("--instance-split", default=None, help="--method cc: a split trained with the instance loss alone "
+                   "at the start of every epoch (CC's STL-10 recipe: --instance-split unlabeled)")
     p.add_argument("--download", action="store_true", help="download missing dataset files (torchvision datasets)")
     p.add_argument("--out", help="run directory to create")
     p.add_argument("--config", help="YAML preset: a path or a bundled name (digits, mnist, fashion_mnist, cifar10, ...)")
@@ -344,9 +590,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_param_flags(p)
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("evaluate", help="metrics of a run overall and per tree level; writes evaluation.json")
-    p.add_argument("run_dir")
-    p.add_argument("--device", default="auto")
+    p = sub.add_parser(
+        "evaluate", help="metrics of a run overall and per tree level; writes evaluation.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Route the run's data through its model and report:\n"
+                    "  always       leaf sizes, balance per tree level (1 = equal sizes), the mean probability of\n"
+                    "               the leaves and of each decision taken, and the silhouette of the leaves on the\n"
+                    "               learned representation (none of these needs labels)\n"
+                    "  with labels  NMI / ACC / ARI / dendrogram purity / leaf purity overall and per level, the\n"
+                    "               super-groups of each level and the leaves x classes table\n"
+                    "Writes RUN_DIR/evaluation.json.\n\n"
+                    "example: hiclust evaluate runs/demo",
+    )
+    p.add_argument("run_dir", help="run directory written by 'hiclust train'")
+    _add_data_location_flags(p)
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     p.set_defaults(func=_cmd_evaluate)
 
     for module in EXTENSIONS:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -37,6 +37,11 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N' ({exc})") from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} was requested but CUDA is not available; use device='auto' or 'cpu'")
+    if resolved.type not in ("cpu", "cuda"):  # mps, xpu...: refused here rather than deep inside training
+        backend = getattr(torch.backends, resolved.type, None) or getattr(torch, resolved.type, None)
+        if not (hasattr(backend, "is_available") and backend.is_available()):
+            raise ValueError(f"device {device!r} was requested but this machine has no {resolved.type} device; "
+                             "use device='auto' or 'cpu'")
     return resolved
 
 
@@ -58,6 +63,7 @@ def train_loop(
     on_epoch_end: EpochHook | None = None,
     progress: bool = True,
     desc: str = "train",
+    extra_passes: Sequence[tuple[str, torch.Tensor, StepFn]] = (),
 ) -> None:
     """Runs epochs ``start_epoch .. epochs−1``.
 
@@ -69,52 +75,69 @@ def train_loop(
         shuffle_generator: CPU generator for the per-epoch permutation (checkpointed by callers).
         on_epoch_end: called with (epoch, mean of each term over the epoch's batches) after the
             epoch, e.g. to prune leaves, log, and write a checkpoint.
+        extra_passes: ``(name, data, step)`` passes run at the start of every epoch, each over its
+            own shuffled ``data`` with its own ``step`` (CC on STL-10: the unlabeled images with
+            the instance loss alone, then ``data`` with both losses). Their terms are logged as
+            ``name_term``.
 
     Raises:
         NonFiniteLossError: naming the epoch, batch, global step and the term that went
             non-finite.
     """
-    n = data.shape[0]
-    n_batches = n // batch_size  # drop_last: contrastive losses and BatchNorm want full batches
-    if n_batches == 0:
-        raise ValueError(f"batch_size={batch_size} is larger than the dataset ({n} samples); lower batch_size")
+    passes = [*extra_passes, ("", data, step)]
+    for name, d, _ in passes:
+        if d.shape[0] // batch_size == 0:
+            what = f"the {name} data" if name else "the dataset"
+            raise ValueError(f"batch_size={batch_size} is larger than {what} ({d.shape[0]} samples); lower batch_size")
     use_bar = progress and sys.stderr.isatty()
     for epoch in range(start_epoch, epochs):
         model.train()
-        order = torch.randperm(n, generator=shuffle_generator).to(data.device)
-        sums: dict[str, float] = {}
+        logs: dict[str, float] = {}
         started = time.perf_counter()
-        batches = range(n_batches)
-        if use_bar:
-            from tqdm.auto import tqdm
-
-            batches = tqdm(batches, desc=f"{desc} {epoch + 1}/{epochs}", leave=False, file=sys.stderr)
-        for b in batches:
-            terms = step(data[order[b * batch_size : (b + 1) * batch_size]], epoch)
-            values = {k: float(v.detach()) for k, v in terms.items()}
-            bad = [k for k, v in values.items() if not math.isfinite(v)]
-            if bad:
-                raise NonFiniteLossError(
-                    f"non-finite loss at epoch {epoch + 1}, batch {b + 1} (global step "
-                    f"{epoch * n_batches + b + 1}): term {bad[0]!r} = {values[bad[0]]}; all terms: {values}. "
-                    "The parameters were not updated with it; lower the learning rate or check the input data."
-                )
-            optimizer.zero_grad(set_to_none=True)
-            terms["loss"].backward()
-            # max_norm=inf: measures the total gradient norm without clipping anything.
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))
-            if not torch.isfinite(grad_norm):
-                raise NonFiniteLossError(
-                    f"non-finite gradient at epoch {epoch + 1}, batch {b + 1} (global step "
-                    f"{epoch * n_batches + b + 1}) although every loss term was finite ({values}). "
-                    "The parameters were not updated with it; lower the learning rate or check the input data."
-                )
-            optimizer.step()
-            for k, v in values.items():
-                sums[k] = sums.get(k, 0.0) + v
+        for name, d, pass_step in passes:
+            terms = _run_pass(model, pass_step, d, optimizer, batch_size, shuffle_generator, epoch,
+                              f"{desc}{' ' + name if name else ''} {epoch + 1}/{epochs}" if use_bar else None)
+            logs.update({f"{name}_{k}" if name else k: v for k, v in terms.items()})
         if scheduler is not None:
             scheduler.step()
-        logs = {k: v / n_batches for k, v in sums.items()}
         logs["seconds"] = time.perf_counter() - started
         if on_epoch_end is not None:
             on_epoch_end(epoch, logs)
+
+
+def _run_pass(model: nn.Module, step: StepFn, data: torch.Tensor, optimizer: torch.optim.Optimizer, batch_size: int,
+              shuffle_generator: torch.Generator, epoch: int, bar: str | None) -> dict[str, float]:
+    """One shuffled pass over ``data`` (drop_last); returns the mean of each term over its batches."""
+    n = data.shape[0]
+    n_batches = n // batch_size  # drop_last: contrastive losses and BatchNorm want full batches
+    order = torch.randperm(n, generator=shuffle_generator).to(data.device)
+    sums: dict[str, float] = {}
+    batches = range(n_batches)
+    if bar is not None:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(batches, desc=bar, leave=False, file=sys.stderr)
+    for b in batches:
+        terms = step(data[order[b * batch_size : (b + 1) * batch_size]], epoch)
+        values = {k: float(v.detach()) for k, v in terms.items()}
+        bad = [k for k, v in values.items() if not math.isfinite(v)]
+        if bad:
+            raise NonFiniteLossError(
+                f"non-finite loss at epoch {epoch + 1}, batch {b + 1} (global step "
+                f"{epoch * n_batches + b + 1}): term {bad[0]!r} = {values[bad[0]]}; all terms: {values}. "
+                "The parameters were not updated with it; lower the learning rate or check the input data."
+            )
+        optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        # max_norm=inf: measures the total gradient norm without clipping anything.
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))
+        if not torch.isfinite(grad_norm):
+            raise NonFiniteLossError(
+                f"non-finite gradient at epoch {epoch + 1}, batch {b + 1} (global step "
+                f"{epoch * n_batches + b + 1}) although every loss term was finite ({values}). "
+                "The parameters were not updated with it; lower the learning rate or check the input data."
+            )
+        optimizer.step()
+        for k, v in values.items():
+            sums[k] = sums.get(k, 0.0) + v
+    return {k: v / n_batches for k, v in sums.items()}

@@ -16,10 +16,14 @@ from hiclust.data.datasets import (
     default_data_root,
     load_dataset,
 )
+from hiclust.data.feature_files import FeatureDataset, load_feature_file, model_input
 
 __all__ = [
     "ImageDataset",
+    "FeatureDataset",
     "load_dataset",
+    "load_feature_file",
+    "model_input",
     "available_datasets",
     "default_data_root",
     "DatasetNotFoundError",

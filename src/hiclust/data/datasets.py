@@ -15,13 +15,17 @@ Registered names (``available_datasets()``)::
     cifar10        CIFAR-10 (torchvision), 50k / 10k, 3 × 32 × 32
     cifar100_20    CIFAR-100 with the 20 coarse superclasses as labels, 50k / 10k, 3 × 32 × 32
     stl10          STL-10 (torchvision), 5k train / 8k test / 100k unlabeled, 3 × 96 × 96
+    imagenet10     10 ImageNet classes from an ILSVRC2012 train folder, 13k images, 3 × 224 × 224
+    imagenet_dogs  15 ImageNet dog breeds from the same folder, 19.5k images, 3 × 224 × 224
 
-plus two path forms: ``folder:<dir>`` (an image folder) and ``npy:<file.npy>`` (an image array).
+plus three path forms: ``folder:<dir>`` (an image folder), ``npy:<file.npy>`` (an image array) and
+``features:<file>`` (a feature matrix, see :mod:`hiclust.data.feature_files`).
 
 Splits: ``"train"``, ``"test"`` and ``"all"`` (train and test concatenated, in that order — the
 usual protocol for evaluating clustering on CIFAR/STL). ``digits`` and ``mnist5k`` have no official
 test split: ``"train"`` and ``"all"`` both give every image and ``"test"`` is an error. ``stl10``
-also has ``"unlabeled"`` (100k images, ``labels=None``). Path forms accept ``"train"`` and
+also has ``"unlabeled"`` (100k images, ``labels=None``). The ImageNet subsets come from the ImageNet
+train split only (``"train"`` = ``"all"``; see :mod:`hiclust.data.imagenet`). Path forms accept ``"train"`` and
 ``"all"`` (the whole folder/array).
 
 Files of the torchvision-backed datasets live under ``root`` (default: ``$HICLUST_DATA`` or
@@ -83,12 +87,15 @@ class ImageDataset:
         labels: int64 tensor ``(N,)`` of class ids ≥ 0, or ``None`` for unlabeled data.
         class_names: names of the classes (index = class id), or ``None``.
         name: dataset name (the registry name, e.g. ``"cifar10"``; used to pick augmentations).
+        item_ids: one id per image (an image folder's file paths, relative to the folder), or
+            ``None``: the row numbers.
     """
 
     images: torch.Tensor
     labels: torch.Tensor | None = None
     class_names: list[str] | None = None
     name: str = "dataset"
+    item_ids: list[str] | None = None
 
     def __post_init__(self) -> None:
         x = self.images
@@ -141,9 +148,15 @@ class ImageDataset:
                     f"ImageDataset has {len(self.class_names)} class names but a label {int(self.labels.max())}; "
                     "give one name per class id (or class_names=None)"
                 )
+        if self.item_ids is not None and len(self.item_ids) != n:
+            raise ValueError(f"ImageDataset has {len(self.item_ids)} item ids for {n} images")
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
+
+    def ids(self) -> list[str]:
+        """``N`` item ids: ``item_ids`` (file paths of a folder) or the row numbers 0..N−1 as text."""
+        return list(self.item_ids) if self.item_ids is not None else [str(i) for i in range(len(self))]
 
     def __repr__(self) -> str:
         lab = "unlabeled" if self.labels is None else f"{self.n_classes} classes"
@@ -307,7 +320,7 @@ def _resize_uint8(images: torch.Tensor, size: int, chunk: int = 2048) -> torch.T
 
 _Loader = Callable[[Path, str, bool], ImageDataset]
 _REGISTRY: dict[str, _Loader] = {}
-_PATH_FORMS = ("folder:<dir>", "npy:<file.npy>")
+_PATH_FORMS = ("folder:<dir>", "npy:<file.npy>", "features:<file>")
 
 
 def _register(name: str) -> Callable[[_Loader], _Loader]:
@@ -337,11 +350,15 @@ def load_dataset(
     *,
     image_size: int | None = None,
     strict: bool = False,
-) -> ImageDataset:
+    label_column: str | None = None,
+    id_column: str | None = None,
+) -> ImageDataset | Any:
     """Load a whole dataset split into memory.
 
     Args:
-        name: a registered name (see :func:`available_datasets`), ``"folder:<dir>"`` or ``"npy:<file.npy>"``.
+        name: a registered name (see :func:`available_datasets`), ``"folder:<dir>"``, ``"npy:<file.npy>"``
+            or ``"features:<file>"`` (a feature matrix: .npy, .npz, .csv, .parquet; returns a
+            :class:`~hiclust.data.feature_files.FeatureDataset`).
         root: directory holding the torchvision-format files; default :func:`default_data_root`.
         split: ``"train"``, ``"test"``, ``"all"`` (= train + test), or ``"unlabeled"`` for stl10.
         download: download missing files with torchvision (never touches the network when False).
@@ -349,6 +366,8 @@ def load_dataset(
             antialiased; non-square images are stretched). Needed for folders with mixed sizes.
         strict: for image folders, raise :class:`CorruptImageError` on unreadable files instead of
             skipping them with a warning.
+        label_column, id_column: for ``features:`` files, the column (CSV/parquet) or array (.npz)
+            holding labels / item ids.
 
     Returns:
         :class:`ImageDataset` with uint8 images ``(N, C, H, W)``.
@@ -363,6 +382,16 @@ def load_dataset(
         raise ValueError(f"image_size must be a positive int or None, got {image_size!r}")
     if not isinstance(split, str):
         raise TypeError(f"split must be a string, got {type(split).__name__}")
+    if name.startswith("features:"):
+        from hiclust.data.feature_files import load_feature_file
+
+        if split not in ("train", "all"):
+            raise ValueError(f"{name!r} has no {split!r} split; use split='train' or 'all' (the whole matrix)")
+        if image_size is not None:
+            raise ValueError(f"{name!r} holds feature vectors, not images; leave out --image-size")
+        return load_feature_file(name[len("features:"):], label_column=label_column, id_column=id_column, name=name)
+    if label_column is not None or id_column is not None:
+        raise ValueError(f"--label-column and --id-column apply to features:PATH files, not to {name!r}")
     for prefix, fn in (("folder:", _load_folder), ("npy:", _load_npy)):
         if name.startswith(prefix):
             path = Path(name[len(prefix) :]).expanduser()
@@ -380,14 +409,17 @@ def load_dataset(
     if split not in valid_splits:
         raise ValueError(f"invalid split {split!r} for {key!r}; choose one of {', '.join(valid_splits)}")
     root_path = Path(root).expanduser() if root is not None else default_data_root()
-    ds = _REGISTRY[key](root_path, split, bool(download))
+    loader = _REGISTRY[key]
+    if getattr(loader, "decodes_at_size", False):  # decodes large files straight to the size asked for
+        return loader(root_path, split, bool(download), image_size=image_size)
+    ds = loader(root_path, split, bool(download))
     return ds if image_size is None else _maybe_resize(ds, image_size)
 
 
 def _maybe_resize(ds: ImageDataset, size: int) -> ImageDataset:
     if ds.images.shape[-2:] == (size, size):
         return ds
-    return ImageDataset(_resize_uint8(ds.images, size), ds.labels, ds.class_names, ds.name)
+    return ImageDataset(_resize_uint8(ds.images, size), ds.labels, ds.class_names, ds.name, ds.item_ids)
 
 
 # --------------------------------------------------------------------------------------------
@@ -628,6 +660,11 @@ def _load_npy(path: Path, *, image_size: int | None, strict: bool, name: str) ->
         arr = np.load(path, allow_pickle=False)  # never unpickle objects from a user file
     except ValueError as e:
         raise ValueError(f"{path}: not a plain numeric .npy array ({e}); save it with np.save(path, uint8_array)") from e
+    if arr.ndim == 2:
+        raise ValueError(
+            f"{path} holds a 2-D matrix {arr.shape} ({arr.dtype}), not images; to cluster its rows as feature "
+            f"vectors use --dataset features:{path}"
+        )
     return ImageDataset.from_numpy(arr, name=name)
 
 
@@ -730,4 +767,9 @@ def _load_folder(path: Path, *, image_size: int | None, strict: bool, name: str)
     else:
         stack = np.stack([a if a.ndim == 3 else np.repeat(a[:, :, None], 3, axis=2) for a in good]).transpose(0, 3, 1, 2)
     labels = None if file_labels is None else torch.from_numpy(file_labels[ok])
-    return ImageDataset(torch.from_numpy(np.ascontiguousarray(stack)), labels, class_names, name)
+    ids = [f.relative_to(path).as_posix() for f in good_files]
+    return ImageDataset(torch.from_numpy(np.ascontiguousarray(stack)), labels, class_names, name, ids)
+
+
+# Loaders defined in their own modules register themselves on import.
+from hiclust.data import imagenet as _imagenet  # noqa: E402,F401

@@ -360,6 +360,12 @@ class CCLoss(_GatheringLoss):
         terms["loss"] = terms["instance"] + terms["cluster"] + self.entropy_weight * (2 * self.log_m - terms["entropy"])
         return terms
 
+    def instance(self, z_a: torch.Tensor, z_b: torch.Tensor) -> torch.Tensor:
+        """The instance term alone (NT-Xent over the 2N rows, gathered as in ``forward``): CC's pass
+        over extra images that are not clustered (STL-10's unlabeled split). (N, D) × 2 → scalar."""
+        z_a, z_b = self._maybe_gather(z_a, z_b)
+        return nt_xent(z_a, z_b, self.instance_temperature)
+
     def extra_repr(self) -> str:
         return (
             f"n_clusters={self.n_clusters}, instance_temperature={self.instance_temperature}, "

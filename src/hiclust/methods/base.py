@@ -45,6 +45,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from hiclust import distributed as dist_utils
+from hiclust import interrupt
 from hiclust.checkpoint import CheckpointError, capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from hiclust.data.features import FeatureAugment
 from hiclust.methods.params import Param, install_parameters
@@ -320,6 +321,17 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
         or standardized features, on the device); ``_training_step`` receives its mini-batches."""
         return self._x
 
+    def _extra_passes(self, phase: Phase) -> list[tuple[str, torch.Tensor, Callable[[torch.Tensor, int], Any]]]:
+        """Passes run before the main one in every epoch of ``phase``: (name, data on the device,
+        step(batch, epoch) -> loss terms). By default the ``instance_data`` of ``fit``, if any,
+        with ``_instance_step``."""
+        x = getattr(self, "_instance_x", None)
+        return [] if x is None else [("instance_only", x, self._instance_step)]
+
+    def _instance_step(self, batch: torch.Tensor, epoch: int) -> dict[str, torch.Tensor]:
+        """Loss terms of a batch of ``instance_data`` (methods with ``_SUPPORTS_INSTANCE_DATA``)."""
+        raise NotImplementedError
+
     def _train_module(self) -> nn.Module:
         """The module DDP wraps and ``_training_step`` calls as ``self._net``."""
         return self.model_
@@ -334,13 +346,14 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "model_")
 
-    def check_params(self, X: Any, y: Any = None) -> None:
+    def check_params(self, X: Any, y: Any = None, instance_data: Any = None) -> None:
         """Validates everything ``fit`` checks before training, without training or writing:
         parameter types and ranges (``InvalidParameterError``), parameters against the data,
         the device, the augmentation and the network (ValueError / TypeError)."""
         self._validate_params()
         data = prepare_data(X, y)
         self._check_params_vs_input(data)
+        self._check_instance_data(data, instance_data)
         resolve_device(self.device)
         probe = self._working_copy()
         probe.device_ = torch.device("cpu")
@@ -348,6 +361,23 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
         probe._init_fit_state(data)
         probe._make_augment(data)
         probe._build_model()  # e.g. images too small for the backbone
+
+    _SUPPORTS_INSTANCE_DATA = False  # fit(instance_data=...): the method implements _instance_step
+
+    def _check_instance_data(self, data: PreparedData, instance_data: Any) -> PreparedData | None:
+        """``fit``'s ``instance_data`` prepared and checked against X (None if not given)."""
+        if instance_data is None:
+            return None
+        if not self._SUPPORTS_INSTANCE_DATA:
+            raise ValueError(f"{type(self).__name__} has no instance-only loss to train instance_data with; "
+                             "pass the samples in X (only CC takes instance_data)")
+        extra = prepare_data(instance_data)
+        if extra.x.shape[1:] != data.x.shape[1:]:
+            raise ValueError(f"instance_data must have the per-sample shape of X, {tuple(data.x.shape[1:])}; "
+                             f"got {tuple(extra.x.shape[1:])}")
+        if extra.x.shape[0] < self.batch_size:
+            raise ValueError(f"instance_data has {extra.x.shape[0]} samples, fewer than batch_size={self.batch_size}")
+        return extra
 
     def _working_copy(self) -> "DeepClusterer":
         return type(self)(**self.get_params(deep=False))
@@ -425,6 +455,7 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
         checkpoint_every: int = 10,
         resume: bool = False,
         callback: Callable[[dict[str, Any]], None] | None = None,
+        instance_data: Any = None,
     ) -> "DeepClusterer":
         """Trains on X (an ImageDataset, images or a feature matrix; see ``prepare_data``).
 
@@ -442,6 +473,11 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
             Continue from ``checkpoint`` if it exists (same configuration required).
         callback : callable, optional
             Called with each history record (on rank 0 only under torchrun).
+        instance_data : ImageDataset, tensor or array, optional
+            Extra samples of X's kind and per-sample shape, trained with the instance
+            (representation) loss alone at the start of every epoch and not clustered: CC's STL-10
+            schedule over the 100k unlabeled images. Only for methods with such a loss (CC); pass
+            them again when resuming.
 
         Under ``torchrun`` (``hiclust.distributed.init_from_env`` called first), training is
         data parallel with DDP: ``batch_size`` is the global batch, each rank takes a contiguous
@@ -459,9 +495,11 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
                 f"data-parallel training (torchrun, {dist_utils.world_size()} processes) is not implemented for "
                 f"{type(self).__name__}; run it in a single process (without torchrun)"
             )
+        extra = self._check_instance_data(data, instance_data)
         for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
             delattr(self, name)  # an earlier fit's results are gone whatever happens now
         work = self._working_copy()
+        work._instance_data = extra
         work._run_fit(data, checkpoint, checkpoint_every, resume, callback)
         for name, value in vars(work).items():
             if name.endswith("_") and not name.startswith("_"):
@@ -485,6 +523,10 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
             self._generators[name] = torch.Generator().manual_seed(self.seed + 2 + i)
         self._x = self._setup_inputs(data)
         self._data = data
+        extra = getattr(self, "_instance_data", None)
+        # Prepared like X: on the device, features standardized with X's statistics.
+        self._instance_x = None if extra is None else (
+            extra.x.to(self.device_) if data.is_image else (extra.x.to(self.device_) - self.feature_mean_) / self.feature_std_)
         self._init_fit_state(data)
         self.model_ = self._build_model().to(self.device_)
         augment = self._make_augment(data)
@@ -515,7 +557,8 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
                 start = int(progress.get("epoch", 0)) if resumed_here else 0
                 self._run_phase(phase, start, state, sched_state if resumed_here else None)
         self._finish_fit(data)
-        for name in ("_x", "_data", "_net", "_augment", "_callback", "_generators", "_optimizer", "_scheduler"):
+        for name in ("_x", "_data", "_net", "_augment", "_callback", "_generators", "_optimizer", "_scheduler",
+                     "_instance_data", "_instance_x"):
             self.__dict__.pop(name, None)
 
     def _make_optimizer(self, phase: Phase) -> torch.optim.Optimizer:
@@ -547,11 +590,14 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
             )
         self._net = net
 
-        def step(batch: torch.Tensor, epoch: int) -> dict[str, torch.Tensor]:
-            if world > 1:
-                per_rank = batch.shape[0] // world  # this rank's contiguous shard of the global batch
-                batch = batch[rank * per_rank : (rank + 1) * per_rank]
-            return self._training_step(phase, batch, epoch)
+        def sharded(fn: Callable[[torch.Tensor, int], dict[str, torch.Tensor]]):
+            def step(batch: torch.Tensor, epoch: int) -> dict[str, torch.Tensor]:
+                if world > 1:
+                    per_rank = batch.shape[0] // world  # this rank's contiguous shard of the global batch
+                    batch = batch[rank * per_rank : (rank + 1) * per_rank]
+                return fn(batch, epoch)
+
+            return step
 
         def on_epoch_end(epoch: int, logs: dict[str, float]) -> None:
             record: dict[str, Any] = {"phase": phase.name} if phase.record_phase else {}
@@ -563,11 +609,15 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
                 (phase.evaluate or self._evaluate_record)(record)
             self._emit(record)
             due = (epoch + 1) % self._checkpoint_every == 0
-            if self._checkpoint is not None and ((due and not last) or (last and phase.checkpoint_last)):
+            # Ctrl-C under `hiclust train` (hiclust.interrupt): a checkpoint here, then the stop.
+            stop = interrupt.stop_requested()
+            if self._checkpoint is not None and ((due and not last) or (last and phase.checkpoint_last) or stop):
                 self._save_training({"phase": phase.name, "epoch": epoch + 1})
 
         self._guard_non_finite(lambda: train_loop(
-            net, step, self._phase_data(phase), optimizer=optimizer, epochs=phase.epochs, batch_size=self.batch_size,
+            net, sharded(lambda batch, epoch: self._training_step(phase, batch, epoch)), self._phase_data(phase),
+            optimizer=optimizer, epochs=phase.epochs, batch_size=self.batch_size,
+            extra_passes=[(name, data, sharded(fn)) for name, data, fn in self._extra_passes(phase)],
             shuffle_generator=self._generators["shuffle"], start_epoch=start_epoch, scheduler=scheduler,
             on_epoch_end=on_epoch_end, progress=self.verbose and dist_utils.is_main(),
             desc=f"{self._LOG_NAME}" + ("" if phase.name == "train" else f" {phase.name}"),
@@ -742,6 +792,8 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
         if dist_utils.is_main():  # every rank checked finiteness above; one writes
             save_checkpoint(self._checkpoint, model_class=type(self).__name__, config=self._config(), state=state)
         self._saved = (progress.get("phase"), progress.get("epoch"))
+        if interrupt.stop_requested():  # Ctrl-C asked for a stop at this resumable point
+            raise interrupt.TrainingInterrupted(progress)
 
     def _restore_training(self, path: Any) -> tuple[dict[str, Any], Any, Any]:
         """Restores the fitted state and RNGs of a training checkpoint.

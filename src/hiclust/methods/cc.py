@@ -38,7 +38,11 @@ class _TrainForward(nn.Module):
         super().__init__()
         self.net = net
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, clusters: bool = True) -> tuple[torch.Tensor, torch.Tensor] | torch.Tensor:
+        """(z, y); only z when ``clusters`` is False (the instance-only pass: the cluster head stays out
+        of the graph, so DDP sees it as unused rather than waiting for its gradients)."""
+        if not clusters:
+            return self.net.instance(self.net.backbone(x))
         _, z, y = self.net(x)
         return z, y
 
@@ -52,6 +56,10 @@ class ContrastiveClustering(DeepClusterer):
     Prediction: argmax of the cluster head on the unaugmented image. Under torchrun both
     contrastive terms see the gathered global batch.
 
+    ``fit(X, instance_data=U)`` gives CC's STL-10 schedule: every epoch first passes over the
+    images ``U`` (STL-10's 100k unlabeled) with the instance loss alone, then over ``X`` with both
+    losses; the clusters are those of ``X``.
+
     {parameters}
 
     Attributes
@@ -64,6 +72,7 @@ class ContrastiveClustering(DeepClusterer):
     """
 
     _LOG_NAME = "CC"
+    _SUPPORTS_INSTANCE_DATA = True
     _params = common(
         "backbone", "epochs", "batch_size", "lr", "weight_decay", "projection_dim", "image_size", "augmentation",
         "eval_every", "device", "seed", "verbose",
@@ -128,6 +137,16 @@ class ContrastiveClustering(DeepClusterer):
 
     def _train_module(self) -> nn.Module:
         return _TrainForward(self.model_)
+
+    def _find_unused_parameters(self, phase: Phase, start_epoch: int) -> bool:
+        return self._instance_x is not None  # the cluster head rests during the instance-only pass
+
+    def _instance_step(self, batch: torch.Tensor, epoch: int) -> dict[str, torch.Tensor]:
+        b = batch.shape[0]
+        with self._autocast():
+            z = self._net(self._views(batch), clusters=False).float()
+        instance = self._loss.instance(z[:b], z[b:])
+        return {"loss": instance}
 
     def _training_step(self, phase: Phase, batch: torch.Tensor, epoch: int) -> dict[str, torch.Tensor]:
         b = batch.shape[0]

@@ -63,13 +63,17 @@ def predict_table(model: Any, data: Any) -> dict[str, Any]:
 
 def write_predictions(table: dict[str, Any], out: str | Path, inputs: list[str], labels: list[str] | None = None) -> Path:
     """Writes :func:`predict_table` output as CSV: input, [label], cluster, path,
-    leaf_probability, path_probability, p_step_1..p_step_T (one row per input)."""
+    leaf_probability, path_probability, p_step_1..p_step_T (one row per input; text cells
+    starting with = + - @ get a leading apostrophe, see :func:`hiclust.report.summary.csv_safe`)."""
     n = table["cluster"].shape[0]
     if len(inputs) != n:
         raise ValueError(f"{len(inputs)} input names for {n} predictions")
     steps = table["step_probabilities"]
     header = ["input"] + (["label"] if labels is not None else []) + ["cluster", "path"]
-    cols: list[Any] = [np.asarray(inputs, dtype=object)] + ([np.asarray(labels, dtype=object)] if labels is not None else [])
+    from hiclust.report.summary import csv_safe
+
+    # text cells that a spreadsheet would run as formulas (=, +, -, @) are escaped
+    cols: list[Any] = [[csv_safe(v) for v in inputs]] + ([[csv_safe(v) for v in labels]] if labels is not None else [])
     cols += [table["cluster"], table["path"]]
     for key in ("leaf_probability", "path_probability"):
         if table[key] is not None:
@@ -99,11 +103,21 @@ def _folder_files(path: Path) -> list[str]:
     return [str(f.relative_to(path)) for f in files]
 
 
-def load_prediction_input(path: str | Path, image_size: int | None = None) -> tuple[Any, list[str]]:
-    """Loads a folder of images or a .npy array; returns (ImageDataset, input names)."""
+def load_prediction_input(path: str | Path, image_size: int | None = None, *, features: bool = False,
+                          label_column: str | None = None, id_column: str | None = None) -> tuple[Any, list[str]]:
+    """Loads a folder of images, a .npy array or (``features=True``, or a .npz/.csv/.parquet
+    file) a feature matrix; returns (ImageDataset or FeatureDataset, input names)."""
     from hiclust.data import load_dataset
+    from hiclust.data.feature_files import FEATURE_SUFFIXES
 
     p = Path(path).expanduser()
+    if p.suffix.lower() in FEATURE_SUFFIXES and (features or p.suffix.lower() != ".npy"):
+        if not p.is_file():
+            raise FileNotFoundError(f"--input {p}: no such file")
+        data = load_dataset(f"features:{p}", split="all", label_column=label_column, id_column=id_column)
+        return data, data.ids()
+    if label_column is not None or id_column is not None:
+        raise ValueError("--label-column and --id-column apply to feature files (.npz, .csv, .parquet), not to images")
     if p.is_dir():
         # strict: a skipped unreadable file would shift the names against the rows
         data = load_dataset(f"folder:{p}", split="all", image_size=image_size, strict=True)
@@ -118,17 +132,25 @@ def load_prediction_input(path: str | Path, image_size: int | None = None) -> tu
         return data, [str(i) for i in range(len(data))]
     if not p.exists():
         raise FileNotFoundError(f"--input {p}: no such file or folder")
-    raise ValueError(f"--input {p} must be a folder of images or a .npy array (N, H, W[, C]) / (N, C, H, W)")
+    raise ValueError(f"--input {p} must be a folder of images or a .npy array (N, H, W[, C]) / (N, C, H, W) "
+                     "(for a run trained on features: a .npy, .npz, .csv or .parquet feature file)")
 
 
 def check_input_shape(model: Any, data: Any, source: str) -> None:
     """Raises ValueError unless ``data``'s images have the shape the model was fitted on."""
     expected = tuple(int(s) for s in getattr(model, "input_shape_", ()) or ())
-    got = tuple(data.image_shape)
+    is_features = hasattr(data, "features")
+    got = (data.feature_dim,) if is_features else tuple(data.image_shape)
     if not expected or expected == got:
         return
+    if len(expected) != 3 and is_features:
+        raise ValueError(f"{source} has {got[0]} features per item but the model was fitted on {expected[0]}")
     if len(expected) != 3:
-        raise ValueError(f"the model was fitted on feature vectors of shape {expected}, not images")
+        raise ValueError(f"the model was fitted on feature vectors of {expected[0]} values, not images; "
+                         "pass a feature file (.npy, .npz, .csv, .parquet)")
+    if is_features:
+        raise ValueError(f"the model was fitted on images {expected}, not feature vectors; pass a folder of images "
+                         "or a .npy image array")
     hint = []
     if expected[0] != got[0]:
         hint.append(f"convert them to {'grayscale' if expected[0] == 1 else 'RGB'} ({expected[0]} channel(s))")
@@ -144,19 +166,19 @@ def check_input_shape(model: Any, data: Any, source: str) -> None:
 # --------------------------------------------------------------------------------------
 # subcommands
 # --------------------------------------------------------------------------------------
-def _load(run_dir: str, device: str) -> tuple[Any, Any]:
-    from hiclust.cli import load_run_data, load_run_model
+def _load(run_dir: str, device: str, dataset: str | None = None, root: str | None = None) -> tuple[Any, Any]:
+    from hiclust.cli import load_run
 
-    model, config = load_run_model(run_dir, device)
+    model, config, data = load_run(run_dir, device, dataset, root)
     if getattr(model, "hierarchy_", None) is None:
         raise ValueError(f"the model in {run_dir} ({config.method}) has no hierarchy to draw")
-    return model, load_run_data(config)
+    return model, data
 
 
 def _cmd_tree(args: argparse.Namespace) -> int:
     from hiclust.report.tree_plot import plot_tree
 
-    model, data = _load(args.run_dir, args.device)
+    model, data = _load(args.run_dir, args.device, args.dataset, args.root)
     out = Path(args.out) if args.out else Path(args.run_dir) / "tree.png"
     plot_tree(model, data, show=args.show, out=out, max_depth=args.max_depth, n_samples=args.samples, dpi=args.dpi)
     print(f"wrote {out}")
@@ -168,7 +190,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     if args.max_mb <= 0:
         raise ValueError(f"--max-mb must be positive, got {args.max_mb}")
-    model, data = _load(args.run_dir, args.device)
+    model, data = _load(args.run_dir, args.device, args.dataset, args.root)
     out = Path(args.out) if args.out else Path(args.run_dir) / "report.html"
     write_report(model, data, out, run_dir=args.run_dir, max_images_per_node=args.max_images_per_node,
                  max_bytes=int(args.max_mb * 1e6), figures=not args.no_figures)
@@ -178,24 +200,29 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     from hiclust.cli import load_run_model
+    from hiclust.data.feature_files import model_input
 
     model, _ = load_run_model(args.run_dir, args.device)
     if getattr(model, "hierarchy_", None) is None:
         raise ValueError(f"the model in {args.run_dir} has no hierarchy; predict paths need CoHiClust")
-    data, names = load_prediction_input(args.input, args.image_size)
+    features = len(getattr(model, "input_shape_", ()) or ()) == 1
+    data, names = load_prediction_input(args.input, args.image_size, features=features,
+                                        label_column=args.label_column, id_column=args.id_column)
     check_input_shape(model, data, args.input)
-    table = predict_table(model, data)
+    table = predict_table(model, model_input(data))
     labels = None
-    if data.labels is not None and data.class_names is not None:
-        labels = [data.class_names[i] for i in data.labels.tolist()]
+    if data.labels is not None and (data.class_names is not None or features):
+        labels = [data.class_names[i] if data.class_names is not None else str(i) for i in data.labels.tolist()]
     write_predictions(table, args.out, names, labels)
     counts = np.bincount(table["cluster"], minlength=model.hierarchy_.n_leaves)
-    print(f"wrote {args.out}: {len(names)} rows; images per cluster: {counts.tolist()}")
+    print(f"wrote {args.out}: {len(names)} rows; {'items' if features else 'images'} per cluster: {counts.tolist()}")
     return 0
 
 
 def register(subparsers: Any) -> None:
     """Adds ``tree``, ``report`` and ``predict`` to the ``hiclust`` command."""
+    from hiclust.cli import _add_data_location_flags
+
     fmt = argparse.RawDescriptionHelpFormatter
     p = subparsers.add_parser(
         "tree", help="draw the learned tree with node images (PNG)", formatter_class=fmt,
@@ -212,7 +239,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--max-depth", type=int, default=None,
                    help="draw levels 0..N only (deeper subtrees are merged into their ancestor); readable up to 6")
     p.add_argument("--dpi", type=float, default=100, help="resolution of the image (default 100)")
+    _add_data_location_flags(p)
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     p.set_defaults(func=_cmd_tree)
 
     p = subparsers.add_parser(
@@ -229,13 +258,16 @@ def register(subparsers: Any) -> None:
     p.add_argument("--max-mb", type=float, default=18.0,
                    help="budget for the embedded sample images in MB; fewer per node when exceeded (default 18)")
     p.add_argument("--no-figures", action="store_true", help="leave out the static PNG pictures")
+    _add_data_location_flags(p)
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     p.set_defaults(func=_cmd_report)
 
     p = subparsers.add_parser(
         "predict", help="assign new images to clusters with their root-to-leaf paths (CSV)", formatter_class=fmt,
         description="Route new images through the run's tree and write one CSV row per image:\n"
-                    "  input             file name (relative to the folder) or row index of the .npy array\n"
+                    "  input             file name (relative to the folder), row index of the array, or the\n"
+                    "                    item id of a feature file (--id-column)\n"
                     "  label             class sub-folder name (only for folders with class sub-folders)\n"
                     "  cluster           leaf id 0..K-1 (= CoHiClust.predict)\n"
                     "  path              root-to-leaf path, e.g. 'L R R L' (L = left, R = right)\n"
@@ -248,8 +280,14 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("run_dir", help="run directory written by 'hiclust train'")
     p.add_argument("--input", required=True, metavar="PATH",
-                   help="a folder of images (flat, or one sub-folder per class) or a .npy array of images")
+                   help="a folder of images (flat, or one sub-folder per class) or a .npy array of images; for a "
+                     "run trained on features, a feature file (.npy, .npz, .csv, .parquet)")
     p.add_argument("--out", default="predictions.csv", help="output CSV (default predictions.csv)")
     p.add_argument("--image-size", type=int, default=None, help="resize every input image to this size (square)")
+    p.add_argument("--label-column", default=None, metavar="NAME",
+                   help="feature files: the column (.csv/.parquet) or array (.npz) holding labels, written to 'label'")
+    p.add_argument("--id-column", default=None, metavar="NAME",
+                   help="feature files: the column or array holding item ids, written to 'input'")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     p.set_defaults(func=_cmd_predict)

@@ -115,7 +115,8 @@ def format_evaluation(result: dict[str, Any]) -> str:
     """Readable text of an evaluation result.
 
     ``result`` holds :func:`hierarchy_evaluation`'s keys and optionally "dataset", "split",
-    "n_samples" and "metrics" ({nmi, acc, ari, dp, leaf_purity}); every part is optional.
+    "n_samples", "metrics" ({nmi, acc, ari, dp, leaf_purity}) and "label_free"
+    (:func:`hiclust.report.summary.label_free_evaluation`); every part is optional.
     """
     if not isinstance(result, dict):
         raise TypeError(f"result must be a dict (from hierarchy_evaluation / evaluation.json), got {type(result).__name__}")
@@ -156,6 +157,11 @@ def format_evaluation(result: dict[str, Any]) -> str:
                 tops = ", ".join(f"{t['name']} {t['fraction']:.0%}" for t in g["top"][:3])
                 parts.append(f"{name or 'root'} (n={g['size']:,}: {tops})")
             out.append(f"  level {lv['level']}: " + " | ".join(parts))
+
+    if result.get("label_free"):
+        from hiclust.report.summary import format_label_free
+
+        out += ["", format_label_free(result["label_free"])]
 
     ct = result.get("contingency")
     if ct and ct.get("table"):

@@ -39,6 +39,7 @@ from hiclust.report.tree_plot import (
     plot_contingency,
     plot_level_metrics,
     plot_tree,
+    _is_features,
     route,
     top_samples,
     tree_layout,
@@ -140,21 +141,24 @@ def write_report(
         raise ValueError(f"thumb_size must be an integer >= 4, got {thumb_size!r}")
     r = route(model, data, predictions=predictions, confidence=confidence, need_confidence=True)
     h = r.hierarchy
-    images = data.images
+    feats = _is_features(data)  # feature vectors: item ids per node instead of pictures
+    images = data.features if feats else data.images
     n_nodes = h.n_nodes
 
     # mean image of every node (one vectorized aggregation), as PNG
     means_f = node_means(r, images)
-    means = np.clip(np.rint(means_f), 0, 255).astype(np.uint8)
-    mean_thumbs = _thumbnails(torch.from_numpy(means), thumb_size)
-    mean_b64 = [_png_b64(t) for t in mean_thumbs]  # one PNG per node
+    mean_b64: list[str] | None = None
+    if not feats:
+        means = np.clip(np.rint(means_f), 0, 255).astype(np.uint8)
+        mean_thumbs = _thumbnails(torch.from_numpy(means), thumb_size)
+        mean_b64 = [_png_b64(t) for t in mean_thumbs]  # one PNG per node
 
     # sample images: per-node count chosen to fit the byte budget
     base = r.confidence if r.confidence is not None else typicality(r, images, means=means_f)
     score = stratified_score(r, base)
     k = int(max_images_per_node)
     samples = top_samples(r, k, score) if k else np.zeros((n_nodes, 0), dtype=np.int64)
-    if k:
+    if k and not feats:
         probe = np.unique(samples[samples >= 0])[:48]
         avg = np.mean([len(_png_b64(t)) for t in _thumbnails(images[torch.from_numpy(probe)], thumb_size)]) + 60
         n_used = np.count_nonzero(r.counts > 0)
@@ -162,8 +166,12 @@ def write_report(
         if k_fit < k:
             samples = samples[:, :k_fit]
     uniq, inv = np.unique(samples[samples >= 0], return_inverse=True)
-    thumbs = _thumbnails(images[torch.from_numpy(uniq)], thumb_size) if uniq.size else np.zeros((0,))
-    uniq_b64 = [_png_b64(t) for t in thumbs]  # each distinct sample image encoded once
+    if feats:
+        ids = data.ids()
+        uniq_b64 = [str(ids[i]) for i in uniq]  # the items' ids (escaped by the page's script)
+    else:
+        thumbs = _thumbnails(images[torch.from_numpy(uniq)], thumb_size) if uniq.size else np.zeros((0,))
+        uniq_b64 = [_png_b64(t) for t in thumbs]  # each distinct sample image encoded once
     sample_slot = np.full(samples.shape, -1, dtype=np.int64)
     sample_slot[samples >= 0] = inv
 
@@ -191,9 +199,9 @@ def write_report(
                     None if r.confidence is None else round(float(r.confidence[i]), 4)] for i in uniq]
     payload = {
         "n_points": r.n_points, "class_names": r.class_names, "colors": colors, "nodes": node_records,
-        "images": uniq_b64, "image_meta": sample_meta, "root": int(h.root),
+        "images": uniq_b64, "image_meta": sample_meta, "root": int(h.root), "kind": "features" if feats else "images",
         "confidence": ("most confident (leaf probability)" if r.confidence is not None
-                       else "closest to their leaf's mean image"),
+                       else "closest to their leaf's mean " + ("vector" if feats else "image")),
     }
 
     # metrics
@@ -227,7 +235,7 @@ def write_report(
     ds_name = str(getattr(data, "name", "data"))
     if title is None:
         title = f"hiclust report — {ds_name}" + (f" ({Path(run_dir).name})" if run_dir is not None else "")
-    summary = (f"{r.n_points:,} images {tuple(images.shape[1:])}, tree with {h.n_leaves} leaves, "
+    summary = (f"{r.n_points:,} {'items' if feats else 'images'} {tuple(images.shape[1:])}, tree with {h.n_leaves} leaves, "
                f"{h.n_levels} levels, {n_nodes} nodes")
     doc = _TEMPLATE.format(
         title=html.escape(title), summary=html.escape(summary), css=_CSS, svg=svg, metrics=metrics_html,
@@ -245,7 +253,7 @@ def write_report(
 # --------------------------------------------------------------------------------------
 # HTML pieces
 # --------------------------------------------------------------------------------------
-def _tree_svg(r: Routing, mean_b64: list[str], colors: list[str]) -> str:
+def _tree_svg(r: Routing, mean_b64: list[str] | None, colors: list[str]) -> str:
     """Static inline SVG of the whole tree; node groups carry id="node-<id>"."""
     h = r.hierarchy
     lay = tree_layout(h)
@@ -276,7 +284,9 @@ def _tree_svg(r: Routing, mean_b64: list[str], colors: list[str]) -> str:
                  f'transform="translate({x0:.1f},{y:.1f})">',
                  f"<title>{html.escape(node_path(names[v]))}: {int(r.counts[v]):,} images</title>",
                  f'<rect class="frame" x="-3" y="-3" width="{box + 6}" height="{box + bar + 34}" rx="4"/>']
-        if r.counts[v] > 0:
+        if r.counts[v] > 0 and mean_b64 is None:  # feature vectors: no picture
+            parts.append(f'<rect class="items" width="{box}" height="{box}"/>')
+        elif r.counts[v] > 0:
             parts.append(f'<image href="data:image/png;base64,{mean_b64[v]}" width="{box}" height="{box}" '
                          'preserveAspectRatio="none"/>')
         else:
@@ -387,7 +397,8 @@ svg .edges{fill:none;stroke:#888;stroke-width:1.2}
 svg .node{cursor:pointer}svg .node image{image-rendering:pixelated}
 svg .frame{fill:none;stroke:transparent;stroke-width:2}
 svg .node:hover .frame{stroke:#aaa}svg .node.selected .frame{stroke:#d62728;fill:#fde8e8}
-svg rect.empty{fill:#e5e5e5}
+svg rect.empty{fill:#e5e5e5}svg rect.items{fill:#dde8f3}
+#detail-samples .item{font-family:monospace;font-size:.85em;border:1px solid #ddd;background:#f4f4f4;padding:1px 4px}
 #detail img{image-rendering:pixelated}
 #detail .mean{width:96px;height:96px;border:1px solid #ccc}
 #detail-samples{display:flex;flex-wrap:wrap;gap:3px}
@@ -425,7 +436,7 @@ _JS = r"""
   if(g){ g.classList.add('selected'); if(reveal) reveal_(g); }
   document.getElementById('detail-title').textContent = 'Node ' + label(n) + (n.leaf ? ' (leaf, cluster '+n.id+')' : '');
   let h = '<p><b>path from the root:</b> <span id="detail-path">'+esc(n.path)+'</span><br>';
-  h += '<b>size:</b> <span id="detail-size">'+n.size.toLocaleString()+'</span> images ('+(100*n.size/Math.max(D.n_points,1)).toFixed(1)+'%)';
+  h += '<b>size:</b> <span id="detail-size">'+n.size.toLocaleString()+'</span> '+(D.kind==='features'?'items':'images')+' ('+(100*n.size/Math.max(D.n_points,1)).toFixed(1)+'%)';
   h += n.leaf ? '' : ', '+n.n_leaves+' leaves below';
   h += '<br><b>level:</b> '+n.level+(n.heap!==null ? ', heap index '+n.heap : '')+'<br>';
   if(n.parent >= 0) h += '<b>parent:</b> '+link(n.parent, label(byId[n.parent]))+' ';
@@ -441,10 +452,12 @@ _JS = r"""
    if(n.classes.length > 12) h += '<tr><td colspan="3">… '+(n.classes.length-12)+' more classes</td></tr>';
    h += '</table>';
   }
-  h += '<p><b>sample images</b> ('+n.samples.length+' shown, '+esc(D.confidence)+(n.leaf?'':', from each leaf in turn')+')</p><div id="detail-samples">';
+  const feats = D.kind === 'features';
+  h += '<p><b>'+(feats?'items':'sample images')+'</b> ('+n.samples.length+' shown, '+esc(D.confidence)+(n.leaf?'':', from each leaf in turn')+')</p><div id="detail-samples">';
   n.samples.forEach(s => { const m = D.image_meta[s];
    let t = '#'+m[0]; if(m[1]!==null) t += ' · '+cname(m[1]); if(m[2]!==null) t += ' · p='+m[2];
-   h += '<img alt="image '+m[0]+'" title="'+esc(t)+'" src="data:image/png;base64,'+D.images[s]+'">'; });
+   if(feats) h += '<span class="item" title="'+esc(t)+'">'+esc(D.images[s])+'</span>';
+   else h += '<img alt="image '+m[0]+'" title="'+esc(t)+'" src="data:image/png;base64,'+D.images[s]+'">'; });
   h += '</div>';
   document.getElementById('detail-body').innerHTML = h;
   if(history.replaceState) history.replaceState(null, '', '#node-'+v);

@@ -78,7 +78,15 @@ class Routing:
         return int(self.pred.shape[0])
 
 
+def _is_features(data: Any) -> bool:
+    from hiclust.data.feature_files import FeatureDataset
+
+    return isinstance(data, FeatureDataset)
+
+
 def _check_dataset(data: Any) -> None:
+    if _is_features(data):
+        return
     images = getattr(data, "images", None)
     if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.ndim != 4:
         raise TypeError(
@@ -126,9 +134,12 @@ def route(
         need_confidence: compute confidences with ``model.predict_proba`` when not given
             (then the predictions are its argmax, unless ``predictions`` is given).
     """
+    from hiclust.data.feature_files import model_input
+
     _check_dataset(data)
     n = len(data)
     h = _hierarchy_of(model)
+    x = model_input(data)  # a FeatureDataset's (N, D) matrix; an ImageDataset as it is
     conf = None if confidence is None else np.asarray(confidence, dtype=np.float64).reshape(-1)
     if predictions is not None:
         pred = np.asarray(predictions)
@@ -141,17 +152,17 @@ def route(
         pred = h.leaf_of
     elif hasattr(model, "predict_leaf"):
         # A tree with more leaves than clusters (DeepECT): route to the leaves, which assign hard.
-        pred = np.asarray(model.predict_leaf(data))
+        pred = np.asarray(model.predict_leaf(x))
         if need_confidence and conf is None:
             conf = np.ones(n)
     elif need_confidence and conf is None and hasattr(model, "predict_proba"):
-        proba = np.asarray(model.predict_proba(data))
+        proba = np.asarray(model.predict_proba(x))
         pred = proba.argmax(1)  # = predict(): the row scaling of predict_proba keeps the argmax
         conf = proba[np.arange(proba.shape[0]), pred]
     else:
-        pred = np.asarray(model.predict(data))
+        pred = np.asarray(model.predict(x))
     if need_confidence and conf is None and not isinstance(model, Hierarchy) and hasattr(model, "predict_proba"):
-        proba = np.asarray(model.predict_proba(data))  # predictions were given: their leaves' probabilities
+        proba = np.asarray(model.predict_proba(x))  # predictions were given: their leaves' probabilities
         conf = proba[np.arange(n), np.clip(pred.astype(np.int64), 0, proba.shape[1] - 1)]
     if pred.ndim != 1 or pred.shape[0] != n:
         raise ValueError(f"predictions must have one leaf id per image ({n}), got shape {pred.shape}")
@@ -433,12 +444,17 @@ def plot_tree(
     h = r.hierarchy
     lay = tree_layout(h, max_depth)
     nodes = np.flatnonzero(lay.shown)
-    images = data.images
-
-    if show == "mean":
+    feats = _is_features(data)
+    if feats:  # no pictures: each node lists the ids of its most confident (or most typical) items
+        score = r.confidence if r.confidence is not None else typicality(r, data.features)
+        idx = top_samples(r, min(int(n_samples), 4) if show == "samples" else 3, score)[nodes]
+        ids = np.asarray(data.ids(), dtype=object)
+        pics = [[_short(str(ids[i]), 14) for i in row if i >= 0] for row in idx]
+    images = None if feats else data.images
+    if not feats and show == "mean":
         pics = node_means(r, images)[nodes]
         pics = np.clip(np.rint(pics), 0, 255).astype(np.uint8)
-    else:
+    elif not feats:
         score = r.confidence if r.confidence is not None else typicality(r, images)
         idx = top_samples(r, int(n_samples), score)[nodes]
         pics = image_grid(images.numpy(), idx)
@@ -458,7 +474,16 @@ def plot_tree(
         longest = max(len(_short(c, 18)) for c in r.class_names)
         legend_cols = min(n_cls, max(1, int(0.9 * width / (0.35 + 0.05 * longest))))  # entry ≈ swatch + text at 6 pt
         legend_h = 0.25 + 0.14 * math.ceil(n_cls / legend_cols)
-    height = lay.n_rows * row_h + 0.45 + legend_h
+    # the lines under the tree that explain the node labels, wrapped to the figure's width
+    import textwrap
+
+    key_font = max(font - 1.5, 4.5)
+    key = ("node labels: path from the root (L = left, R = right; the root is 'root'), n = items under the node"
+           + (", then its majority class and share" if r.class_counts is not None and n_lines >= 3 else "")
+           + ("; the box lists its most confident items" if feats else ""))
+    key_lines = textwrap.wrap(key, max(20, int(width * 72 / (key_font * 0.62))))
+    key_h = 0.08 + len(key_lines) * key_font * 1.3 / 72
+    height = lay.n_rows * row_h + 0.45 + legend_h + key_h
     fig = _new_figure(width, height)
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_xlim(-0.2 - slot / 2, width - 0.2 - slot / 2)
@@ -480,12 +505,17 @@ def plot_tree(
     ], axis=1)
     ax.add_collection(LineCollection(segs, colors="0.45", linewidths=0.8))
 
-    gray = images.shape[1] == 1
+    gray = feats or images.shape[1] == 1
     for j, v in enumerate(nodes):  # one image artist per drawn node (≤ 2^(depth+1) of them)
         ext = (cx[v] - box / 2, cx[v] + box / 2, ytop[v] - box, ytop[v])
         if r.counts[v] == 0:
             ax.add_patch(_rect(ext, "0.9"))
             ax.text(cx[v], ytop[v] - box / 2, "empty", ha="center", va="center", fontsize=font, color="0.4")
+            continue
+        if feats:
+            ax.add_patch(_rect(ext, "0.97"))
+            ax.text(cx[v], ytop[v] - box / 2, "\n".join(pics[j]), ha="center", va="center",
+                    fontsize=max(font - 1.5, 3.0), color="0.15", family="monospace")
             continue
         ax.imshow(_for_imshow(pics[j]), extent=ext, cmap="gray" if gray else None, vmin=0, vmax=255,
                   interpolation="nearest", aspect="auto")
@@ -508,9 +538,10 @@ def plot_tree(
     for j, v in enumerate(nodes):
         ax.text(cx[v], ty[j], labels[j], ha="center", va="top", fontsize=font, linespacing=1.1)
     if title is None:
-        title = (f"{getattr(data, 'name', 'data')}: {r.n_points:,} images, {h.n_leaves} leaves"
+        title = (f"{getattr(data, 'name', 'data')}: {r.n_points:,} {'items' if feats else 'images'}, {h.n_leaves} leaves"
                  + (f" (levels ≤ {max_depth})" if max_depth is not None and max_depth < h.n_levels else ""))
     fig.text(0.5, 1 - 0.06 / height, title, ha="center", va="top", fontsize=max(font + 2, 8))
+    fig.text(0.5, 0.04 / height, "\n".join(key_lines), ha="center", va="bottom", fontsize=key_font, color="0.3")
     _save(fig, out, dpi)
     return fig
 
