@@ -179,3 +179,41 @@ def test_save_load_round_trip_in_the_one_format(name, cls, tmp_path):
     np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
     np.testing.assert_allclose(loaded.predict_proba(x), model.predict_proba(x), rtol=1e-6, atol=1e-7)
     assert torch.equal(torch.as_tensor(loaded.transform(x)), torch.as_tensor(model.transform(x)))
+
+
+def _blobs(n: int = 48, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 2
+    return rng.normal(0, 0.3, (n, 4)) + 4.0 * y[:, None], y
+
+
+def test_scikit_learn_input_conventions():
+    """Lists for X and y, string labels (mapped to ids, their names kept), a (N, 0) matrix refused,
+    and random_state as scikit-learn's name for seed."""
+    x, y = _blobs()
+    kw = dict(n_clusters=2, depth=1, epochs=2, pretrain_epochs=1, batch_size=16, device="cpu", verbose=False,
+              eval_every=1)
+    names = np.array(["cat", "dog"])[y]
+    model = hiclust.CoHiClust(**kw).fit(x.tolist(), names.tolist())
+    assert model.labels_.shape == (48,) and "acc" in model.history_[-1]
+    from hiclust.methods.base import prepare_data
+
+    data = prepare_data(x, names)
+    assert data.labels.tolist() == y.tolist() and data.class_names == ["cat", "dog"]
+    assert prepare_data(x, y.astype(float) + 1.0).labels.tolist() == y.tolist()
+    cases = [
+        (lambda: prepare_data(np.zeros((48, 0))), ValueError, "no columns"),
+        (lambda: prepare_data([[1.0, 2.0], [3.0]]), ValueError, "rectangular"),
+        (lambda: prepare_data(np.array([["a", "b"]] * 4)), TypeError, "hold numbers"),
+        (lambda: prepare_data(x, np.where(y == 1, np.nan, 0.0)), ValueError, "NaN"),
+        (lambda: prepare_data(x, y.astype(bool)), TypeError, "booleans"),
+        (lambda: prepare_data(x, np.array(["a", None] * 24, dtype=object)), ValueError, "None"),
+        (lambda: hiclust.CoHiClust(random_state=-1).check_params(x), InvalidParameterError, "random_state"),
+    ]
+    for call, error, phrase in cases:
+        with pytest.raises(error, match=phrase):
+            call()
+    by_seed = hiclust.CoHiClust(**kw, seed=3).fit(x)
+    by_random_state = hiclust.CoHiClust(**kw, random_state=3).fit(x)
+    np.testing.assert_array_equal(by_seed.predict_proba(x), by_random_state.predict_proba(x))
+    assert not np.array_equal(hiclust.CoHiClust(**kw).fit(x).predict_proba(x), by_seed.predict_proba(x))

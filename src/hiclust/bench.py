@@ -6,7 +6,9 @@ on raw pixels (or, for the ``ae_*`` / ``simclr_*`` baselines, on features learne
 SimCLR preset), and the table gives NMI, ACC, ARI, dendrogram purity (hierarchical methods only,
 over the tree of the K clusters) and the wall time of fitting, in the layout of the papers'
 tables. Files written to ``--out``: ``results.jsonl`` (one record per method and seed, appended
-as each finishes), ``table.md`` and ``table.csv`` (rewritten after each method).
+as each finishes), ``table.md`` and ``table.csv`` (rewritten after each method). An ``--out`` that
+already holds these files (or ``autoencoder*.pt``) from an earlier bench is refused: a bench never
+appends to or replaces earlier results. ``--epochs N`` sets every deep method's training epochs.
 
     hiclust bench --dataset digits --methods cohiclust,cc,dec,idec,kmeans,agglomerative --out runs/bench
 
@@ -35,7 +37,7 @@ import numpy as np
 __all__ = [
     "register", "run_bench", "resolve_preset", "DISPLAY_NAMES", "DEFAULT_METHODS", "HIERARCHICAL_METHODS",
     "PUBLISHED_HIERARCHICAL", "format_markdown", "summarize_seeds", "format_hierarchical_markdown",
-    "format_hierarchical_csv",
+    "format_hierarchical_csv", "with_epochs", "check_bench_out", "BENCH_FILES",
 ]
 
 DISPLAY_NAMES: dict[str, str] = {
@@ -232,7 +234,8 @@ def _shared_autoencoder(data: Any, n_clusters: int, out: Path, cache: dict[str, 
 
 def _run_one(name: str, data: Any, n_clusters: int, *, seed: int, device: str, verbose: bool,
              overrides: dict[str, dict[str, Any]], out: Path, cache: dict[str, Any],
-             share_autoencoder: bool = True, ae_filename: str = "autoencoder.pt") -> dict[str, Any]:
+             share_autoencoder: bool = True, ae_filename: str = "autoencoder.pt",
+             epochs: int | None = None) -> dict[str, Any]:
     from hiclust.baselines import BASELINES, FEATURE_BASELINES, agglomerative, run_baseline
     from hiclust.methods import METHODS
 
@@ -258,7 +261,7 @@ def _run_one(name: str, data: Any, n_clusters: int, *, seed: int, device: str, v
     elif name in METHODS or name in VARIANTS or name in POST_HOC:
         model, info = _train_estimator(name, data, n_clusters, seed=seed, device=device, verbose=verbose,
                                        overrides=overrides, out=out, cache=cache,
-                                       share_autoencoder=share_autoencoder, ae_kw=ae_kw)
+                                       share_autoencoder=share_autoencoder, ae_kw=ae_kw, epochs=epochs)
         record.update(info)
         started = time.perf_counter()
         if name == "idec_complete":
@@ -285,6 +288,7 @@ def _run_one(name: str, data: Any, n_clusters: int, *, seed: int, device: str, v
         if name in FEATURE_BASELINES:
             learner = "dec" if FEATURE_BASELINES[name][0] == "autoencoder" else "simclr"
             params, preset = resolve_preset(learner, data.name)
+            params = with_epochs(learner, params, epochs)
             feature_params = {**params, "device": device, "verbose": verbose, **overrides.get(learner, {})}
             feature_params.pop("n_clusters", None)
             record["preset"] = preset
@@ -299,15 +303,50 @@ def _run_one(name: str, data: Any, n_clusters: int, *, seed: int, device: str, v
     return record
 
 
+def with_epochs(estimator: str, params: dict[str, Any], epochs: int | None) -> dict[str, Any]:
+    """``params`` of ``estimator`` trained for ``epochs`` epochs (``bench --epochs``; None: unchanged).
+
+    CoHiClust's pre-training is part of its epochs: a preset's ``pretrain_epochs`` keeps its share
+    of the preset's epochs, lowered where the tree's 2^depth − K prunings (one per epoch) would not
+    fit after it, and a preset's ``prune_start`` is dropped (derived again). The other methods'
+    pre-training (DEC's and IDEC's autoencoder, DeepECT's) is not counted in their epochs and stays
+    as the preset sets it (``--set dec.pretrain_epochs=N`` changes it).
+
+    >>> with_epochs("cohiclust", {"n_clusters": 10, "depth": 4, "epochs": 200, "pretrain_epochs": 50}, 20)
+    {'n_clusters': 10, 'depth': 4, 'epochs': 20, 'pretrain_epochs': 5}
+    >>> with_epochs("cohiclust", {"n_clusters": 10, "depth": 4, "epochs": 200, "pretrain_epochs": 150}, 8)
+    {'n_clusters': 10, 'depth': 4, 'epochs': 8, 'pretrain_epochs': 1}
+    >>> with_epochs("dec", {"pretrain_epochs": 100, "epochs": 50}, 5)
+    {'pretrain_epochs': 100, 'epochs': 5}
+    """
+    if epochs is None:
+        return dict(params)
+    out = {**params, "epochs": int(epochs)}
+    if estimator == "cohiclust":
+        import math
+
+        k = int(out.get("n_clusters", 10))
+        depth = out.get("depth") or max(1, math.ceil(math.log2(max(k, 2))))
+        n_prune = max(0, 2 ** int(depth) - k)
+        old = params.get("epochs")
+        if out.get("pretrain_epochs") is not None:
+            share = int(out["pretrain_epochs"]) / old if old else 1 / 3
+            out["pretrain_epochs"] = max(0, min(round(share * epochs), epochs - n_prune - 1))
+        out.pop("prune_start", None)
+    return out
+
+
 def _train_estimator(name: str, data: Any, n_clusters: int, *, seed: int, device: str, verbose: bool,
                      overrides: dict[str, dict[str, Any]], out: Path, cache: dict[str, Any],
-                     share_autoencoder: bool, ae_kw: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+                     share_autoencoder: bool, ae_kw: dict[str, Any],
+                     epochs: int | None = None) -> tuple[Any, dict[str, Any]]:
     """Fits the estimator behind bench row ``name`` (itself, a variant's or a post-hoc row's).
 
     Parameters: n_clusters, the preset, the variant's fixed parameters, seed/device/verbose,
-    then ``--set`` overrides of the estimator and of the row (``--set idec_complete.epochs=5``
-    wins over ``--set idec.epochs=3``). DEC and IDEC start from the shared autoencoder when
-    their pre-training parameters match the DEC preset's. An IDEC or CC model is kept in
+    ``epochs`` (``bench --epochs``, see :func:`with_epochs`), then ``--set`` overrides of the
+    estimator and of the row (``--set idec_complete.epochs=5`` wins over ``--set idec.epochs=3``).
+    DEC and IDEC start from the shared autoencoder when their pre-training parameters match the
+    DEC preset's. An IDEC or CC model is kept in
     ``cache`` for this seed, so ``idec`` and ``idec_complete`` (or ``cc`` and ``cc_l2h``) with
     the same parameters train once; each row's time still includes the training.
     Returns (fitted model, record fields: seconds, pretrain_seconds, preset, params).
@@ -320,6 +359,7 @@ def _train_estimator(name: str, data: Any, n_clusters: int, *, seed: int, device
     own = preset is not None and preset.startswith(f"{name}_")  # the row's own preset wins over its fixed params
     params = {"n_clusters": n_clusters, **({**fixed, **params} if own else {**params, **fixed}), "seed": seed,
               "device": device, "verbose": verbose}
+    params = with_epochs(estimator, params, epochs)
     params.update(overrides.get(estimator, {}))
     if name != estimator:
         params.update(overrides.get(name, {}))
@@ -525,6 +565,25 @@ def _device_description(device: str) -> str:
     return resolved + (" [auto]" if device == "auto" else "")
 
 
+# What a bench writes into --out (autoencoder*.pt: the shared autoencoder of each seed).
+BENCH_FILES = ("results.jsonl", "table.md", "table.csv")
+
+
+def check_bench_out(out: str | Path) -> None:
+    """Raises ValueError unless ``out`` can take a new bench: absent, or a directory without
+    the files a bench writes (:data:`BENCH_FILES`, ``autoencoder*.pt``)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a directory for results.jsonl, table.md and table.csv")
+    if not out.is_dir():
+        return
+    taken = sorted(p.name for p in out.iterdir()
+                   if p.name in BENCH_FILES or (p.name.startswith("autoencoder") and p.suffix == ".pt"))
+    if taken:
+        raise ValueError(f"--out {out} already holds bench results ({', '.join(taken)}); choose a new --out "
+                         "(a bench never appends to or replaces earlier results)")
+
+
 def run_bench(
     dataset: str,
     methods: list[str] | None,
@@ -540,6 +599,7 @@ def run_bench(
     overrides: dict[str, dict[str, Any]] | None = None,
     threads: int | None = None,
     share_autoencoder: bool = True,
+    epochs: int | None = None,
 ) -> list[dict[str, Any]]:
     """Runs ``methods`` on ``dataset`` for each of ``seeds``; writes results.jsonl, table.md,
     table.csv to ``out``.
@@ -556,8 +616,13 @@ def run_bench(
     "AE + k-means (bisecting*)" always uses it. Each of their ``seconds`` includes that
     pre-training time (``pretrain_seconds``).
 
+    ``epochs``: the training epochs of every deep method (``bench --epochs``; see
+    :func:`with_epochs`), before the ``overrides``.
+
     Each record is appended to results.jsonl and the tables are rewritten as soon as it is
-    finished, so a killed run keeps its finished rows.
+    finished, so a killed run keeps its finished rows. An ``out`` that already holds results of an
+    earlier bench (results.jsonl, table.md, table.csv, autoencoder*.pt) is refused before anything
+    is written: a bench never appends to or replaces earlier results.
 
     Returns one record per method and seed: method, name, nmi, acc, ari, dp (None if flat),
     seconds, preset, dataset, n_samples, split, seed (DeepECT also leaf_purity, n_leaves).
@@ -580,6 +645,9 @@ def run_bench(
     seeds = [int(seed)] if not seeds else [int(s) for s in seeds]
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct, got {seeds}")
+    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
+        raise ValueError(f"--epochs must be a positive number of epochs, got {epochs!r}")
+    check_bench_out(out)
     if threads is not None:
         torch.set_num_threads(int(threads))
     data = load_dataset(dataset, root=root, split=split)
@@ -606,7 +674,8 @@ def run_bench(
         ae_filename = f"autoencoder_seed{s}.pt" if several else "autoencoder.pt"
         for name in methods:
             record = _run_one(name, data, n_clusters, seed=s, device=device, verbose=verbose, overrides=overrides,
-                              out=out, cache=cache, share_autoencoder=share_autoencoder, ae_filename=ae_filename)
+                              out=out, cache=cache, share_autoencoder=share_autoencoder, ae_filename=ae_filename,
+                              epochs=epochs)
             record.update(dataset=dataset, n_samples=len(data), split=split, seed=s)
             rows.append(record)
             with open(out / "results.jsonl", "a") as f:
@@ -625,7 +694,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         args.dataset, None if args.methods is None else args.methods.split(","), args.out, root=args.root,
         split=args.split, seed=args.seed, seeds=_parse_seeds(args.seeds, args.seed), table=args.table,
         device=args.device, verbose=args.verbose, overrides=_parse_overrides(args.set or []), threads=args.threads,
-        share_autoencoder=not args.separate_autoencoders,
+        share_autoencoder=not args.separate_autoencoders, epochs=args.epochs,
     )
     print(f"wrote {Path(args.out) / 'table.md'} and {Path(args.out) / 'table.csv'}")
     return 0
@@ -643,7 +712,8 @@ def register(subparsers: Any) -> None:
                    help="flat: one row per method and seed (NMI, ACC, ARI, DP, time); hierarchical: the CoHiClust "
                         "paper's hierarchical table (DP, NMI, ACC, time as mean ± std over --seeds, beside the "
                         "published numbers)")
-    p.add_argument("--out", required=True, help="directory for results.jsonl, table.md, table.csv")
+    p.add_argument("--out", required=True, help="a new directory for results.jsonl, table.md, table.csv (one that "
+                   "already holds bench results is refused: nothing is appended or replaced)")
     p.add_argument("--root", default=None, help="dataset directory")
     p.add_argument("--split", default="all", help="train, test or all (default all)")
     p.add_argument("--seed", type=int, default=0)
@@ -651,6 +721,9 @@ def register(subparsers: Any) -> None:
                    help="run every method once per seed, e.g. 0,1,2 (default: --seed only)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--epochs", type=int, default=None, metavar="N",
+                   help="training epochs of every deep method, instead of each preset's (CoHiClust's pre-training "
+                        "keeps its share; autoencoder pre-training is unchanged; --set METHOD.epochs=N wins)")
     p.add_argument("--set", action="append", metavar="METHOD.PARAM=VALUE",
                    help="override a preset parameter, e.g. --set cc.epochs=20 (repeatable; --set idec.X also "
                         "applies to idec_complete, cc.X to cc_l2h, dec.X to the shared autoencoder)")

@@ -18,6 +18,8 @@ import os
 import pickle
 import random
 import tempfile
+import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ __all__ = [
     "FORMAT",
     "atomic_write_bytes",
     "atomic_write_text",
+    "check_output_file",
     "save_checkpoint",
     "load_checkpoint",
     "capture_rng_state",
@@ -55,12 +58,36 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    """The process's file mode creation mask (read by setting it and setting it back)."""
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+_UMASK_LOCK = threading.Lock()
+
+
+def _new_file_mode(path: Path) -> int:
+    """The permission bits a file written at ``path`` gets: those of the file it replaces, else
+    what ``open()`` would give a new file (0o666 less the user's umask), not mkstemp's 0o600."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_umask()
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Writes ``data`` to ``path`` atomically (temp file, fsync, rename)."""
+    """Writes ``data`` to ``path`` atomically (temp file, fsync, rename). The file gets the mode
+    of the file it replaces, or the one the user's umask gives a new file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = _new_file_mode(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -84,7 +111,29 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Writes ``text`` (UTF-8) to ``path`` atomically, as :func:`atomic_write_bytes`."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def check_output_file(out: str | os.PathLike, flag: str = "--out", example: str = "tree.png") -> None:
+    """Raises IsADirectoryError when ``out`` names an existing directory where a file is needed
+    (call it before anything is computed or written, temporary files included)."""
+    if Path(out).is_dir():
+        raise IsADirectoryError(f"{flag} {out} is a directory; give a file name, e.g. {flag} {Path(out) / example}")
+
+
+_TORCH_ADVICE = ("Weights only load failed", "Please file an issue", "Check the documentation", "Re-running",
+                 "In PyTorch")
+
+
+def _unpickling_detail(exc: BaseException) -> str:
+    """The reason in torch's multi-line ``weights_only`` refusal ("Trying to load unsupported
+    GLOBAL posix.system ...", "Unsupported operand 149"), without its advice to load unsafely."""
+    for line in str(exc).splitlines():
+        line = line.strip().removeprefix("WeightsUnpickler error:").strip()
+        if line and not any(a in line for a in _TORCH_ADVICE):
+            return line.rstrip(".")
+    return type(exc).__name__
 
 
 def capture_rng_state(generator: torch.Generator | None = None) -> dict[str, Any]:
@@ -152,14 +201,17 @@ def load_checkpoint(
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch's notes on foreign pickles: the error below says it all
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
-            f"{path} holds objects other than tensors and plain data; it was refused without being "
-            f"executed. Only load checkpoints written by hiclust. ({exc})"
+            f"{path} holds objects other than tensors and plain data ({_unpickling_detail(exc)}); it was refused "
+            "without being executed. Only load checkpoints written by hiclust (model.pt, checkpoint.pt)"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt?): {exc}") from None
+    except Exception as exc:  # torch.load fails in many ways on files that are not torch archives
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt?): {detail}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a hiclust checkpoint (expected format {FORMAT!r})")
     if expected_class is not None and payload["model_class"] != expected_class:

@@ -9,7 +9,7 @@ import importlib
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 __all__ = ["main", "run_training", "evaluate_run", "load_run_model", "load_run_data"]
 
@@ -350,10 +350,16 @@ def run_training(
             lines = "".join(json.dumps(r) + "\n" for r in records)
             atomic_write_text(run_dir / "history.jsonl", lines)
 
-        model.fit(
-            *_xy(data), checkpoint=run_dir / "checkpoint.pt", checkpoint_every=checkpoint_every, resume=resume,
-            callback=write_history, **fit_extra,
-        )
+        from hiclust.interrupt import stop_at_epoch_boundary
+
+        # Ctrl-C: a checkpoint at the end of the current epoch, then RunInterrupted (below).
+        with stop_at_epoch_boundary(
+                "hiclust train: stopping at the end of this epoch to write a checkpoint (Ctrl-C again: stop now, "
+                "keeping the last checkpoint)", enabled=main_rank and not dist_utils.is_distributed()):
+            model.fit(
+                *_xy(data), checkpoint=run_dir / "checkpoint.pt", checkpoint_every=checkpoint_every, resume=resume,
+                callback=write_history, **fit_extra,
+            )
         if not main_rank:
             return model, None
         model.save(run_dir / "model.pt")
@@ -380,9 +386,40 @@ def run_training(
         if main_rank and replacing:
             commit_overwrite(run_dir, final_dir)
         return model, metrics
+    except KeyboardInterrupt as exc:
+        if not main_rank:
+            raise
+        raise _interrupted(exc, final_dir, run_dir, replacing) from None
     finally:
         if lock is not None:
             lock.release()
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A training run stopped by Ctrl-C; the message says what was kept and how to go on
+    (``hiclust`` prints it as one line and exits with status 130)."""
+
+
+def _interrupted(exc: KeyboardInterrupt, final_dir: Path, run_dir: Path, replacing: bool) -> RunInterrupted:
+    """The :class:`RunInterrupted` for a Ctrl-C during training into ``final_dir`` (``run_dir``: where
+    the run was being written, the temporary sibling of an ``--overwrite``)."""
+    import shlex
+    import shutil
+
+    from hiclust.interrupt import TrainingInterrupted, describe_progress
+
+    if replacing:  # the new run was being built beside the old one: drop it, the old run is intact
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return RunInterrupted(f"interrupted; the run in {final_dir} was left as it was (run the same command again "
+                              "to replace it)")
+    checkpoint = run_dir / "checkpoint.pt"
+    if isinstance(exc, TrainingInterrupted):
+        kept = f"checkpoint written {describe_progress(exc.progress)} ({checkpoint})"
+    elif checkpoint.exists():
+        kept = f"the last checkpoint was kept ({checkpoint})"
+    else:
+        kept = "no checkpoint had been written yet (resuming starts the training over)"
+    return RunInterrupted(f"interrupted; {kept}; continue with: hiclust train --resume {shlex.quote(str(final_dir))}")
 
 
 def _label_names(data: Any) -> list[str] | None:
@@ -541,23 +578,9 @@ def _add_data_location_flags(p: argparse.ArgumentParser) -> None:
                    "(registered datasets such as mnist; default: as recorded in run.json)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from hiclust import __version__
-
-    parser = argparse.ArgumentParser(prog="hiclust", description="Contrastive hierarchical clustering and its baselines.")
-    parser.add_argument("--version", action="version", version=f"hiclust {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser("demo", help="train CoHiClust on scikit-learn's digits on the CPU; writes metrics and a tree picture")
-    p.add_argument("--out", default="runs/demo", help="run directory (default runs/demo; replaced if it exists)")
-    p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs (200; a quarter of them are NT-Xent pre-training)")
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda")
-    # The demo's network is tiny (8x8 inputs): a second CPU thread gains little, and on a machine
-    # whose cores are busy, two threads can make it many times slower.
-    p.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default 1)")
-    p.set_defaults(func=_cmd_demo)
-
-    p = sub.add_parser("train", help="train a method on a dataset into a run directory")
+def _add_train_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of ``hiclust train``: added when the command is used (they are derived from the
+    estimators' declarations, whose modules import torch)."""
     p.add_argument("--dataset", help="digits, mnist5k, mnist, fashion_mnist, cifar10, cifar100_20, stl10, imagenet10, "
                    "imagenet_dogs, folder:PATH (images), npy:PATH (an image array), features:PATH (a feature "
                    "matrix: .npy, .npz with X[/y], .csv or .parquet; trains with the MLP backbone)")
@@ -581,13 +604,64 @@ def build_parser() -> argparse.ArgumentParser:
 
     p.add_argument("--method", default=None,
                    help=f"cohiclust (default), or one of {', '.join(m for m in METHODS if m != 'cohiclust')}")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
-    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint (Ctrl-C "
+                   "during training writes one at the end of the current epoch, prints this command and exits with "
+                   "status 130; a second Ctrl-C stops at once, keeping the last checkpoint)")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out (the new run is built "
+                   "beside it and replaces it only when finished)")
     p.add_argument("--checkpoint-every", type=int, default=10, help="epochs between checkpoints (default 10)")
     p.add_argument("--image-size", type=int, default=None, help="resize every image to this size on load (image folders of mixed sizes)")
     p.add_argument("--strict", action="store_true", help="fail on unreadable image files instead of skipping them")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice, one per core)")
     _add_param_flags(p)
+
+
+class _LazyParser(argparse.ArgumentParser):
+    """A subcommand's parser whose arguments are added by ``populate(parser)`` only when it is
+    used (parsing, help), so that ``hiclust --help`` and the other commands never import what
+    they do not need (torch, for the estimator flags of ``train``)."""
+
+    def __init__(self, *args: Any, populate: Callable[[argparse.ArgumentParser], None] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._populate = populate
+
+    def _ensure_populated(self) -> None:
+        populate, self._populate = self._populate, None
+        if populate is not None:
+            populate(self)
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        self._ensure_populated()
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self) -> str:
+        self._ensure_populated()
+        return super().format_help()
+
+    def format_usage(self) -> str:
+        self._ensure_populated()
+        return super().format_usage()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``hiclust`` parser: every subcommand, ``train``'s flags added only when it is used."""
+    from hiclust import __version__
+
+    parser = argparse.ArgumentParser(prog="hiclust", description="Contrastive hierarchical clustering and its baselines.")
+    parser.add_argument("--version", action="version", version=f"hiclust {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_LazyParser)
+
+    p = sub.add_parser("demo", help="train CoHiClust on scikit-learn's digits on the CPU; writes metrics and a tree picture")
+    p.add_argument("--out", default="runs/demo", help="run directory (default runs/demo; replaced if it exists)")
+    p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs (200; a quarter of them are NT-Xent pre-training)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda")
+    # The demo's network is tiny (8x8 inputs): a second CPU thread gains little, and on a machine
+    # whose cores are busy, two threads can make it many times slower.
+    p.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default 1)")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("train", help="train a method on a dataset into a run directory", populate=_add_train_arguments)
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser(
@@ -614,6 +688,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs the ``hiclust`` command line; returns the exit status: 0, 2 for bad input (one line
+    on stderr, nothing written), 130 after Ctrl-C (one line; ``train`` names the ``--resume``
+    command)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     threads = getattr(args, "threads", None)
@@ -623,25 +700,58 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(threads)
-    from hiclust import distributed as dist_utils
+    import os
+    import warnings
 
     # Under torchrun (WORLD_SIZE > 1): join the process group; DDP training, rank 0 writes.
-    started_group = not dist_utils.is_distributed() and dist_utils.init_from_env()
+    # (Without torch loaded nor torchrun's WORLD_SIZE there is no group to join or leave: the
+    # commands that need no torch, e.g. flat-table, do not import it.)
+    started_group = False
+    if "torch" in sys.modules or os.environ.get("WORLD_SIZE", "1") != "1":
+        from hiclust import distributed as dist_utils
+
+        started_group = not dist_utils.is_distributed() and dist_utils.init_from_env()
+
+    old_format = warnings.formatwarning
+    # Warnings (e.g. skipped unreadable images) as one clean line each, in command-line terms.
+    warnings.formatwarning = lambda message, category, *rest, **kw: (
+        f"hiclust {args.command}: warning: {one_line(str(message))}\n")
     try:
         return args.func(args)
     except (ValueError, OSError, RuntimeError, TypeError, FloatingPointError) as exc:
         # Known user errors: one clear line instead of a traceback (HICLUST_DEBUG=1 shows it).
-        import os
-
         if os.environ.get("HICLUST_DEBUG"):
             raise
-        print(f"hiclust {args.command}: error: {exc}", file=sys.stderr)
+        print(f"hiclust {args.command}: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:
+        # Ctrl-C: one line (for train: what was kept and the --resume command), exit 130, no traceback.
+        print(f"hiclust {args.command}: {one_line(str(exc)) or 'interrupted'}", file=sys.stderr)
+        return 130
     finally:
+        warnings.formatwarning = old_format
         if started_group:
             import torch.distributed
 
             torch.distributed.destroy_process_group()
+
+
+# The library's parameter names in messages that reach the command line, as its flags.
+_API_TO_FLAGS = (("pass strict=True", "pass --strict"), ("pass image_size=S", "pass --image-size S"))
+
+
+def one_line(message: str) -> str:
+    r"""``message`` as one line for the terminal: line breaks folded into spaces, and the
+    library's keyword arguments written as the command's flags (``strict=True`` → ``--strict``,
+    ``image_size=S`` → ``--image-size S``).
+
+    >>> one_line("skipped 1 of 5 files\n  (pass strict=True to make this an error)")
+    'skipped 1 of 5 files (pass --strict to make this an error)'
+    """
+    text = " ".join(part.strip() for part in message.splitlines() if part.strip())
+    for api, flag in _API_TO_FLAGS:
+        text = text.replace(api, flag)
+    return text
 
 
 if __name__ == "__main__":

@@ -17,7 +17,9 @@ exactly ∂L/∂θ of a single process that saw the whole batch (tested in tests
 from __future__ import annotations
 
 import os
+import zlib
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -31,6 +33,7 @@ __all__ = [
     "broadcast_buffers",
     "all_gather_with_grad",
     "all_reduce_sum",
+    "epoch_seed",
 ]
 
 
@@ -141,3 +144,17 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     if is_distributed():
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t
+
+
+def epoch_seed(seed: int, rank: int, phase: str, epoch: int) -> int:
+    """The seed of ``rank``'s augmentation stream for ``epoch`` (0-based) of training phase ``phase``.
+
+    Under torchrun every rank re-seeds its augmentation generator with this at the start of every
+    epoch, so the stream of an epoch is a function of (seed, rank, phase, epoch) alone: a run
+    resumed from a checkpoint (which holds only rank 0's generator state) draws exactly the
+    augmentations of an uninterrupted run. NumPy's SeedSequence mixes the four numbers, so nearby
+    (rank, epoch) pairs get unrelated streams. The result fits torch's 63-bit seeds.
+    """
+    words = (seed, rank, zlib.crc32(phase.encode()), epoch)
+    state = np.random.SeedSequence([int(w) & 0xFFFF_FFFF_FFFF_FFFF for w in words]).generate_state(2, np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])

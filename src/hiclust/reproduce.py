@@ -268,4 +268,6 @@ def register(subparsers: Any) -> None:
                     "numbers. benchmarks/reproduce_flat_table.sh uses both.")
     p.add_argument("action", choices=["available", "table"])
     p.add_argument("path", metavar="DATA_ROOT|RUNS_DIR")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice; "
+                   "the table itself reads JSON files and needs none)")
     p.set_defaults(func=_cmd)

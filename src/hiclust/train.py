@@ -47,6 +47,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 StepFn = Callable[[torch.Tensor, int], dict[str, torch.Tensor]]
 EpochHook = Callable[[int, dict[str, float]], None]
+EpochStartHook = Callable[[int], None]
 
 
 def train_loop(
@@ -64,6 +65,7 @@ def train_loop(
     progress: bool = True,
     desc: str = "train",
     extra_passes: Sequence[tuple[str, torch.Tensor, StepFn]] = (),
+    on_epoch_start: EpochStartHook | None = None,
 ) -> None:
     """Runs epochs ``start_epoch .. epochs−1``.
 
@@ -79,6 +81,8 @@ def train_loop(
             own shuffled ``data`` with its own ``step`` (CC on STL-10: the unlabeled images with
             the instance loss alone, then ``data`` with both losses). Their terms are logged as
             ``name_term``.
+        on_epoch_start: called with the epoch before its first batch (data-parallel runs re-seed
+            their per-rank augmentation streams there).
 
     Raises:
         NonFiniteLossError: naming the epoch, batch, global step and the term that went
@@ -91,6 +95,8 @@ def train_loop(
             raise ValueError(f"batch_size={batch_size} is larger than {what} ({d.shape[0]} samples); lower batch_size")
     use_bar = progress and sys.stderr.isatty()
     for epoch in range(start_epoch, epochs):
+        if on_epoch_start is not None:
+            on_epoch_start(epoch)
         model.train()
         logs: dict[str, float] = {}
         started = time.perf_counter()

@@ -703,12 +703,53 @@ def _decode(path: Path, image_size: int | None) -> np.ndarray | str:
         return f"{type(e).__name__}: {e}"
 
 
+def class_dirs(path: Path) -> list[Path]:
+    """The class sub-folders of an image folder (sorted, hidden ones skipped). A link to the
+    folder itself or to a folder above it is not a class (it would hold every image again, or
+    loop): it is skipped with a warning."""
+    here = path.resolve()
+    dirs, loops = [], []
+    for p in sorted(path.iterdir()):
+        if p.name.startswith(".") or not p.is_dir():
+            continue
+        target = p.resolve()
+        if p.is_symlink() and (target == here or here.is_relative_to(target)):
+            loops.append(p.name)
+        else:
+            dirs.append(p)
+    if loops:
+        warnings.warn(f"skipped {', '.join(loops)} in {path}: a link to the folder itself or to a folder above it, "
+                      "not a class", stacklevel=3)
+    return dirs
+
+
+def _mixed_colour(path: Path, arrays: list[np.ndarray], files: list[Path]) -> list[np.ndarray]:
+    """One colour layout for a folder that mixes grayscale (H, W) and colour (H, W, 3) images:
+    all are loaded as RGB (nothing is lost; a grayscale image is repeated on the 3 channels), with
+    a warning that names the files of the smaller group (e.g. the one colour image of a grayscale
+    folder) and what to do to train on one channel."""
+    colour = [i for i, a in enumerate(arrays) if a.ndim == 3]
+    if not colour or len(colour) == len(arrays):
+        return arrays
+    gray = [i for i, a in enumerate(arrays) if a.ndim == 2]
+    few, kind = (colour, "colour") if len(colour) <= len(gray) else (gray, "grayscale")
+    names = ", ".join(files[i].relative_to(path).as_posix() for i in few[:5]) + (" ..." if len(few) > 5 else "")
+    warnings.warn(
+        f"{path} mixes {len(gray)} grayscale and {len(colour)} colour images: all were loaded as RGB (3 channels); "
+        f"the {kind} file(s): {names} (convert the colour files to grayscale to train on 1 channel)",
+        stacklevel=3,
+    )
+    return [a if a.ndim == 3 else np.repeat(a[:, :, None], 3, axis=2) for a in arrays]
+
+
 def _load_folder(path: Path, *, image_size: int | None, strict: bool, name: str) -> ImageDataset:
-    """An image folder: one sub-folder per class (sorted names → ids), or images directly inside (unlabeled)."""
+    """An image folder: one sub-folder per class (sorted names → ids), or images directly inside
+    (unlabeled). A folder mixing grayscale and colour images is loaded as RGB, with a warning
+    naming the files of the smaller group (:func:`_mixed_colour`)."""
     if not path.is_dir():
         raise FileNotFoundError(f"{name!r}: no such directory {path}")
     top_files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(IMAGE_EXTENSIONS))
-    subdirs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    subdirs = class_dirs(path)
     class_files = {d.name: _list_images(d) for d in subdirs}
     empty = [k for k, v in class_files.items() if not v]
     class_files = {k: v for k, v in class_files.items() if v}
@@ -762,10 +803,11 @@ def _load_folder(path: Path, *, image_size: int | None, strict: bool, name: str)
             f"images in {path} have {len(sizes)} different sizes ({examples}); "
             "pass image_size=S to resize every image to S×S"
         )
-    if all(a.ndim == 2 for a in good):
+    good = _mixed_colour(path, good, good_files)
+    if good[0].ndim == 2:
         stack = np.stack(good)[:, None]  # (N, 1, H, W)
     else:
-        stack = np.stack([a if a.ndim == 3 else np.repeat(a[:, :, None], 3, axis=2) for a in good]).transpose(0, 3, 1, 2)
+        stack = np.stack(good).transpose(0, 3, 1, 2)
     labels = None if file_labels is None else torch.from_numpy(file_labels[ok])
     ids = [f.relative_to(path).as_posix() for f in good_files]
     return ImageDataset(torch.from_numpy(np.ascontiguousarray(stack)), labels, class_names, name, ids)

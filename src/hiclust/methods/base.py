@@ -81,12 +81,40 @@ class PreparedData:
 def _to_tensor(x: Any) -> torch.Tensor:
     if isinstance(x, torch.Tensor):
         return x.detach().cpu()
+    if isinstance(x, (list, tuple)):  # nested lists of numbers, as scikit-learn accepts them
+        try:
+            x = np.asarray(x)
+        except ValueError as exc:  # ragged rows
+            raise ValueError(f"X as a list must be rectangular (every row the same length): {exc}") from None
     if isinstance(x, np.ndarray):
+        if x.dtype == object or x.dtype.kind in "USV":
+            raise TypeError(f"X must hold numbers, got an array of dtype {x.dtype}; convert it to float first")
         return torch.from_numpy(np.ascontiguousarray(x))
     raise TypeError(
-        f"expected an ImageDataset, a torch.Tensor or a numpy array, got {type(x).__name__}; "
+        f"expected an ImageDataset, a torch.Tensor, a numpy array or a list of rows, got {type(x).__name__}; "
         "load files with hiclust.data.load_dataset('folder:PATH') first"
     )
+
+
+def _label_ids(y: Any) -> tuple[torch.Tensor, list[str] | None]:
+    """Labels as int64 ids (N,): integers as they are; any other labels (strings, floats, objects)
+    mapped to 0..C−1 in sorted order, their names returned as class names."""
+    if isinstance(y, torch.Tensor):
+        y = y.detach().cpu().numpy()
+    y = np.asarray(y)
+    if y.dtype.kind in "iu":
+        return torch.from_numpy(np.ascontiguousarray(y.astype(np.int64))), None
+    if y.dtype.kind == "b":
+        raise TypeError("labels must be class ids or names, not booleans; convert them with y.astype(int)")
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        raise ValueError("labels contain NaN or infinite values; drop those samples or give them a class")
+    if y.dtype == object and any(v is None for v in y.ravel()):
+        raise ValueError("labels contain None; drop those samples or give them a class")
+    try:
+        names, ids = np.unique(y.ravel(), return_inverse=True)
+    except TypeError as exc:  # mixed types that cannot be ordered
+        raise TypeError(f"labels must be of one kind (all numbers or all strings): {exc}") from None
+    return torch.from_numpy(ids.astype(np.int64)), [str(v) for v in names]
 
 
 def prepare_data(X: Any, y: Any = None) -> PreparedData:
@@ -109,7 +137,8 @@ def prepare_data(X: Any, y: Any = None) -> PreparedData:
     else:
         x = _to_tensor(X)
     if y is not None:
-        labels = _to_tensor(np.asarray(y) if not isinstance(y, (torch.Tensor, np.ndarray)) else y)
+        labels, names = _label_ids(y)
+        class_names = names if names is not None else class_names
     if x.shape[0] == 0 if x.ndim else True:
         raise ValueError("the dataset is empty (0 samples); nothing to cluster")
     if x.ndim == 3:  # (N, H, W) grayscale
@@ -134,6 +163,8 @@ def prepare_data(X: Any, y: Any = None) -> PreparedData:
     elif x.ndim == 2:
         if not torch.is_floating_point(x) and x.dtype == torch.bool:
             raise TypeError("feature matrices must be numeric")
+        if x.shape[1] == 0:
+            raise ValueError(f"the feature matrix has no columns (shape {tuple(x.shape)}); give at least one feature")
         x = x.float()
         if not torch.isfinite(x).all():
             bad = (~torch.isfinite(x)).any(1).nonzero().flatten()[:5].tolist()
@@ -236,6 +267,8 @@ def _declare_common() -> None:
         device=Param(str, "'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'."),
         seed=Param(Interval(Integral, 0, None, closed="left"),
                    "Seeds python, numpy, torch and the shuffling / augmentation generators."),
+        random_state=Param([Interval(Integral, 0, None, closed="left"), None],
+                           "scikit-learn's name for seed: when given, it is used instead of seed.", flag=""),
         verbose=Param("boolean", "Per-epoch log lines on stderr (and a progress bar on a terminal).",
                       resume="free", flag=""),
     )
@@ -363,6 +396,11 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
         probe._build_model()  # e.g. images too small for the backbone
 
     _SUPPORTS_INSTANCE_DATA = False  # fit(instance_data=...): the method implements _instance_step
+
+    def _seed(self) -> int:
+        """The seed in force: ``random_state`` (scikit-learn's name) when given, else ``seed``."""
+        random_state = getattr(self, "random_state", None)
+        return int(self.seed if random_state is None else random_state)
 
     def _check_instance_data(self, data: PreparedData, instance_data: Any) -> PreparedData | None:
         """``fit``'s ``instance_data`` prepared and checked against X (None if not given)."""
@@ -512,15 +550,17 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
         world, rank = dist_utils.world_size(), dist_utils.rank()
         if world > 1 and self.device_.type == "cuda" and self.device_.index is None:
             self.device_ = torch.device("cuda", torch.cuda.current_device())
-        seed_everything(self.seed)
+        seed = self._seed()
+        seed_everything(seed)
         # Same shuffling on every rank (all draw the same global batches and take disjoint
-        # shards); each rank its own augmentation stream.
+        # shards); each rank its own augmentation stream (under torchrun re-seeded at every
+        # epoch start, see _run_phase).
         self._generators = {
-            "shuffle": torch.Generator().manual_seed(self.seed),
-            "augment": torch.Generator(device=self.device_).manual_seed(self.seed + 1 + rank),
+            "shuffle": torch.Generator().manual_seed(seed),
+            "augment": torch.Generator(device=self.device_).manual_seed(seed + 1 + rank),
         }
         for i, name in enumerate(self._EXTRA_GENERATORS):
-            self._generators[name] = torch.Generator().manual_seed(self.seed + 2 + i)
+            self._generators[name] = torch.Generator().manual_seed(seed + 2 + i)
         self._x = self._setup_inputs(data)
         self._data = data
         extra = getattr(self, "_instance_data", None)
@@ -540,10 +580,9 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
         progress: dict[str, Any] = {"phase": phases[0].name, "epoch": 0}
         opt_state = sched_state = None
         if resume and checkpoint is not None and Path(checkpoint).exists():
+            # Under torchrun the restored "augment" state is rank 0's; it is never drawn from, as
+            # every epoch re-seeds each rank's stream before its first batch (_run_phase).
             progress, opt_state, sched_state = self._restore_training(checkpoint)
-            if world > 1:
-                # The checkpoint holds rank 0's augmentation stream; give every rank its own again.
-                self._generators["augment"].manual_seed(self.seed + 1 + rank + 1_000_003 * int(progress.get("epoch", 0)))
             self._saved = (progress["phase"], progress.get("epoch"))
         names = [p.name for p in phases]
         if progress["phase"] not in names:
@@ -589,6 +628,17 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
                 find_unused_parameters=self._find_unused_parameters(phase, start_epoch),
             )
         self._net = net
+        reseed: Callable[[int], None] | None = None
+        if world > 1:
+            seed, augment_gen = self._seed(), self._generators["augment"]
+
+            def reseed_augment(epoch: int) -> None:
+                # Each rank's augmentations of an epoch depend on (seed, rank, phase, epoch) only, so
+                # a resumed run draws what an uninterrupted one draws. One process keeps its single
+                # continuing stream (the checkpoint holds it), so its results stay as they were.
+                augment_gen.manual_seed(dist_utils.epoch_seed(seed, rank, phase.name, epoch))
+
+            reseed = reseed_augment
 
         def sharded(fn: Callable[[torch.Tensor, int], dict[str, torch.Tensor]]):
             def step(batch: torch.Tensor, epoch: int) -> dict[str, torch.Tensor]:
@@ -619,7 +669,7 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
             optimizer=optimizer, epochs=phase.epochs, batch_size=self.batch_size,
             extra_passes=[(name, data, sharded(fn)) for name, data, fn in self._extra_passes(phase)],
             shuffle_generator=self._generators["shuffle"], start_epoch=start_epoch, scheduler=scheduler,
-            on_epoch_end=on_epoch_end, progress=self.verbose and dist_utils.is_main(),
+            on_epoch_end=on_epoch_end, on_epoch_start=reseed, progress=self.verbose and dist_utils.is_main(),
             desc=f"{self._LOG_NAME}" + ("" if phase.name == "train" else f" {phase.name}"),
         ))
 

@@ -121,7 +121,7 @@ class CoHiClust(DeepClusterer):
     _LOG_NAME = "CoHiClust"
     _params = common(
         "n_clusters", "backbone", "epochs", "batch_size", "lr", "weight_decay", "temperature", "projection_dim",
-        "image_size", "augmentation", "eval_every", "device", "seed", "verbose",
+        "image_size", "augmentation", "eval_every", "device", "seed", "random_state", "verbose",
         n_clusters=Param(Interval(Integral, 1, None, closed="left"), "K, the number of leaves kept (at most 2^depth)."),
         depth=Param([Interval(Integral, 1, MAX_DEPTH, closed="both"), None],
                     "T, depth of the complete tree (2^T leaves before pruning); None: ceil(log2 K)."),
@@ -165,6 +165,7 @@ class CoHiClust(DeepClusterer):
         eval_every: int = 10,
         device: str = "auto",
         seed: int = 0,
+        random_state: int | None = None,
         verbose: bool = True,
     ) -> None:
         self.n_clusters = n_clusters
@@ -187,6 +188,7 @@ class CoHiClust(DeepClusterer):
         self.eval_every = eval_every
         self.device = device
         self.seed = seed
+        self.random_state = random_state
         self.verbose = verbose
 
     # ----------------------------------------------------------------------------- configuration

@@ -163,7 +163,7 @@ def kmeans_metrics(est: Any, record: dict[str, Any]) -> None:
     from sklearn.cluster import KMeans
 
     z = est._batched_eval(est._embed, est._data.x).numpy()
-    pred = KMeans(est.n_clusters, n_init=3, random_state=est.seed).fit_predict(z)
+    pred = KMeans(est.n_clusters, n_init=3, random_state=est._seed()).fit_predict(z)
     record.update({f"kmeans_{k}": v for k, v in est._label_metrics(est._data.labels, pred).items()})
 
 
@@ -183,7 +183,7 @@ AUTOENCODER_PARAMS: dict[str, Param] = dict(
 )
 
 _DEC_PARAMS = common(
-    "n_clusters", "batch_size", "weight_decay", "device", "seed", "verbose",
+    "n_clusters", "batch_size", "weight_decay", "device", "seed", "random_state", "verbose",
     **AUTOENCODER_PARAMS,
     pretrained=Param([str, None],
                      "Path of a saved DEC/IDEC model or checkpoint with the same autoencoder (backbone, widths, "
@@ -287,6 +287,7 @@ class DEC(DeepClusterer):
         eval_every: int = 10,
         device: str = "auto",
         seed: int = 0,
+        random_state: int | None = None,
         verbose: bool = True,
     ) -> None:
         self.n_clusters = n_clusters
@@ -321,6 +322,7 @@ class DEC(DeepClusterer):
         self.eval_every = eval_every
         self.device = device
         self.seed = seed
+        self.random_state = random_state
         self.verbose = verbose
 
     # ----------------------------------------------------------------------------- validation
@@ -442,7 +444,7 @@ class DEC(DeepClusterer):
         from sklearn.cluster import KMeans
 
         z = self._batched_eval(self._embed, self._data.x).double().numpy()
-        km = KMeans(self.n_clusters, n_init=self.n_init, random_state=self.seed).fit(z)
+        km = KMeans(self.n_clusters, n_init=self.n_init, random_state=self._seed()).fit(z)
         with torch.no_grad():
             self.model_.centroids.copy_(torch.from_numpy(km.cluster_centers_).float())
         self.init_labels_ = km.labels_.astype(np.int64)
@@ -628,6 +630,7 @@ class IDEC(DEC):
         eval_every: int = 10,
         device: str = "auto",
         seed: int = 0,
+        random_state: int | None = None,
         verbose: bool = True,
     ) -> None:
         super().__init__(
@@ -641,7 +644,7 @@ class IDEC(DEC):
             balance_weight=balance_weight, balance_prior=balance_prior, zipf_s=zipf_s,
             locality_weight=locality_weight, n_neighbors=n_neighbors,
             self_augmentation_weight=self_augmentation_weight, eval_every=eval_every, device=device, seed=seed,
-            verbose=verbose,
+            random_state=random_state, verbose=verbose,
         )
         self.gamma = gamma
 

@@ -209,7 +209,7 @@ class DeepECT(DeepClusterer):
     _LOG_NAME = "DeepECT"
     _SUPPORTS_DISTRIBUTED = False  # splits and pruning use whole-data and per-batch global state
     _params = common(
-        "batch_size", "weight_decay", "device", "seed", "verbose", "eval_every",
+        "batch_size", "weight_decay", "device", "seed", "random_state", "verbose", "eval_every",
         n_clusters=Param(Interval(Integral, 1, None, closed="left"),
                          "K of the flat partition reported as labels_ (the tree when it had K leaves)."),
         max_leaves=Param(Interval(Integral, 2, None, closed="left"),
@@ -253,6 +253,7 @@ class DeepECT(DeepClusterer):
         eval_every: int = 10,
         device: str = "auto",
         seed: int = 0,
+        random_state: int | None = None,
         verbose: bool = True,
     ) -> None:
         self.n_clusters = n_clusters
@@ -274,6 +275,7 @@ class DeepECT(DeepClusterer):
         self.eval_every = eval_every
         self.device = device
         self.seed = seed
+        self.random_state = random_state
         self.verbose = verbose
 
     # ----------------------------------------------------------------------------- validation
@@ -367,7 +369,7 @@ class DeepECT(DeepClusterer):
         from sklearn.cluster import KMeans
 
         tree = self.model_.tree
-        km = KMeans(2, n_init=self.n_init, random_state=self.seed + int(tree.n_splits)).fit(z.double().cpu().numpy())
+        km = KMeans(2, n_init=self.n_init, random_state=self._seed() + int(tree.n_splits)).fit(z.double().cpu().numpy())
         frac = np.bincount(km.labels_, minlength=2) / len(km.labels_)
         a, b = tree.split(node, torch.from_numpy(km.cluster_centers_).float().to(self.device_),
                           (float(frac[0]), float(frac[1])))

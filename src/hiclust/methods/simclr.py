@@ -78,7 +78,7 @@ class SimCLR(DeepClusterer):
     _LOG_NAME = "SimCLR"
     _params = common(
         "n_clusters", "backbone", "batch_size", "lr", "weight_decay", "temperature", "projection_dim", "image_size",
-        "augmentation", "device", "seed", "verbose",
+        "augmentation", "device", "seed", "random_state", "verbose",
         epochs=Param(Interval(Integral, 0, None, closed="left"),
                      "Training epochs (0: cluster the untrained network's features).", resume="free"),
         clusterer=Param(StrOptions(set(CLUSTERERS)), "'agglomerative' (SciPy linkage; O(N²) memory) or 'kmeans'."),
@@ -108,6 +108,7 @@ class SimCLR(DeepClusterer):
         eval_every: int = 10,
         device: str = "auto",
         seed: int = 0,
+        random_state: int | None = None,
         verbose: bool = True,
     ) -> None:
         self.n_clusters = n_clusters
@@ -126,6 +127,7 @@ class SimCLR(DeepClusterer):
         self.eval_every = eval_every
         self.device = device
         self.seed = seed
+        self.random_state = random_state
         self.verbose = verbose
 
     def _build_model(self) -> SimCLRNet:
@@ -167,7 +169,7 @@ class SimCLR(DeepClusterer):
         if self.clusterer == "agglomerative":
             result = agglomerative(f, self.n_clusters, linkage=self.linkage)
         else:
-            result = kmeans(f, self.n_clusters, random_state=self.seed)
+            result = kmeans(f, self.n_clusters, random_state=self._seed())
         self.labels_ = result.labels
         self.hierarchy_ = result.hierarchy
         self.point_linkage_ = result.linkage

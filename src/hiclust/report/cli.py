@@ -93,11 +93,15 @@ def write_predictions(table: dict[str, Any], out: str | Path, inputs: list[str],
 
 def _folder_files(path: Path) -> list[str]:
     """File names (relative to path) in the order hiclust.data's folder loader reads them."""
-    from hiclust.data.datasets import IMAGE_EXTENSIONS, _list_images
+    import warnings
+
+    from hiclust.data.datasets import IMAGE_EXTENSIONS, _list_images, class_dirs
 
     top = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")
                  and p.name.lower().endswith(IMAGE_EXTENSIONS))
-    subdirs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    with warnings.catch_warnings():  # the loader has said it already
+        warnings.simplefilter("ignore")
+        subdirs = class_dirs(path)
     per_class = {d.name: _list_images(d) for d in subdirs}
     files = [f for c in sorted(per_class) for f in per_class[c]] if any(per_class.values()) else top
     return [str(f.relative_to(path)) for f in files]
@@ -176,10 +180,12 @@ def _load(run_dir: str, device: str, dataset: str | None = None, root: str | Non
 
 
 def _cmd_tree(args: argparse.Namespace) -> int:
+    from hiclust.checkpoint import check_output_file
     from hiclust.report.tree_plot import plot_tree
 
-    model, data = _load(args.run_dir, args.device, args.dataset, args.root)
     out = Path(args.out) if args.out else Path(args.run_dir) / "tree.png"
+    check_output_file(out, "--out", "tree.png")  # before the model is loaded
+    model, data = _load(args.run_dir, args.device, args.dataset, args.root)
     plot_tree(model, data, show=args.show, out=out, max_depth=args.max_depth, n_samples=args.samples, dpi=args.dpi)
     print(f"wrote {out}")
     return 0
@@ -188,10 +194,13 @@ def _cmd_tree(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from hiclust.report.html import write_report
 
+    from hiclust.checkpoint import check_output_file
+
     if args.max_mb <= 0:
         raise ValueError(f"--max-mb must be positive, got {args.max_mb}")
-    model, data = _load(args.run_dir, args.device, args.dataset, args.root)
     out = Path(args.out) if args.out else Path(args.run_dir) / "report.html"
+    check_output_file(out, "--out", "report.html")  # before the model is loaded or a temporary file written
+    model, data = _load(args.run_dir, args.device, args.dataset, args.root)
     write_report(model, data, out, run_dir=args.run_dir, max_images_per_node=args.max_images_per_node,
                  max_bytes=int(args.max_mb * 1e6), figures=not args.no_figures)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB); open it in a browser (works offline)")
@@ -199,9 +208,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    from hiclust.checkpoint import check_output_file
     from hiclust.cli import load_run_model
     from hiclust.data.feature_files import model_input
 
+    check_output_file(args.out, "--out", "predictions.csv")  # before the model is loaded
     model, _ = load_run_model(args.run_dir, args.device)
     if getattr(model, "hierarchy_", None) is None:
         raise ValueError(f"the model in {args.run_dir} has no hierarchy; predict paths need CoHiClust")

@@ -139,6 +139,9 @@ def write_report(
         raise ValueError(f"max_images_per_node must be an integer >= 0, got {max_images_per_node!r}")
     if not isinstance(thumb_size, (int, np.integer)) or thumb_size < 4:
         raise ValueError(f"thumb_size must be an integer >= 4, got {thumb_size!r}")
+    from hiclust.checkpoint import check_output_file
+
+    check_output_file(out_path, "--out", "report.html")  # before any work or temporary file
     r = route(model, data, predictions=predictions, confidence=confidence, need_confidence=True)
     h = r.hierarchy
     feats = _is_features(data)  # feature vectors: item ids per node instead of pictures
@@ -242,11 +245,10 @@ def write_report(
         run=run_html, figures=figs_html or "<p>(no figures)</p>",
         data=json.dumps(payload, separators=(",", ":")).replace("</", "<\\/"), js=_JS,
     )
+    from hiclust.checkpoint import atomic_write_text
+
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    tmp.write_text(doc, encoding="utf-8")
-    tmp.replace(out_path)  # never leave a half-written report behind
+    atomic_write_text(out_path, doc)  # never leave a half-written report behind
     return out_path
 
 

@@ -389,10 +389,18 @@ def _new_figure(width_in: float, height_in: float) -> Figure:
 
 
 def _save(fig: Figure, out: str | Path | None, dpi: float) -> None:
+    """Writes ``fig`` to ``out`` atomically (rendered in memory, then a temporary file renamed
+    over ``out``): a failure or a kill leaves the previous file as it was."""
     if out is not None:
+        import io
+
+        from hiclust.checkpoint import atomic_write_bytes, check_output_file
+
         out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=dpi)
+        check_output_file(out)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, dpi=dpi, format=out.suffix[1:].lower() or None)
+        atomic_write_bytes(out, buffer.getvalue())
 
 
 # --------------------------------------------------------------------------------------
