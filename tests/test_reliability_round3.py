@@ -377,3 +377,21 @@ def test_cli_module_and_help_do_not_import_torch():
     assert done.stdout.strip() == "[]"
     # the train flags are still there when asked for
     assert "--batch-size" in cli.build_parser()._subparsers._group_actions[0].choices["train"].format_help()
+
+
+@pytest.mark.parametrize("argv", [
+    ["predict", "RUN", "--input", "in.npy", "--out", "OUT"],
+    ["tree", "RUN", "--out", "OUT"],
+    ["report", "RUN", "--out", "OUT"],
+])
+def test_an_existing_out_file_is_never_replaced_without_overwrite(argv, tmp_path, capsys):
+    from hiclust import cli as hcli
+
+    out = tmp_path / "mine.txt"
+    out.write_text("the user's own file")
+    args = [str(tmp_path / "no-run") if a == "RUN" else str(out) if a == "OUT" else a for a in argv]
+    assert hcli.main(args) == 2
+    assert "already exists; choose another --out or pass --overwrite" in capsys.readouterr().err
+    assert out.read_text() == "the user's own file"
+    assert hcli.main(args + ["--overwrite"]) == 2  # accepted; now it is the missing run that stops it
+    assert "already exists" not in capsys.readouterr().err and out.read_text() == "the user's own file"

@@ -115,11 +115,16 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def check_output_file(out: str | os.PathLike, flag: str = "--out", example: str = "tree.png") -> None:
-    """Raises IsADirectoryError when ``out`` names an existing directory where a file is needed
-    (call it before anything is computed or written, temporary files included)."""
+def check_output_file(out: str | os.PathLike, flag: str = "--out", example: str = "tree.png",
+                      replace_ok: bool = False) -> None:
+    """Raises IsADirectoryError when ``out`` names an existing directory where a file is needed, and
+    FileExistsError when it names an existing file that may not be replaced (``replace_ok``: the
+    user passed --overwrite, or the file is the run's own output). Call it before anything is
+    computed or written, temporary files included."""
     if Path(out).is_dir():
         raise IsADirectoryError(f"{flag} {out} is a directory; give a file name, e.g. {flag} {Path(out) / example}")
+    if not replace_ok and Path(out).exists():
+        raise FileExistsError(f"{flag} {out} already exists; choose another {flag} or pass --overwrite to replace it")
 
 
 _TORCH_ADVICE = ("Weights only load failed", "Please file an issue", "Check the documentation", "Re-running",

@@ -184,7 +184,8 @@ def _cmd_tree(args: argparse.Namespace) -> int:
     from hiclust.report.tree_plot import plot_tree
 
     out = Path(args.out) if args.out else Path(args.run_dir) / "tree.png"
-    check_output_file(out, "--out", "tree.png")  # before the model is loaded
+    # The run's own tree.png may be redrawn; any other existing file only with --overwrite.
+    check_output_file(out, "--out", "tree.png", replace_ok=args.overwrite or not args.out)  # before the model is loaded
     model, data = _load(args.run_dir, args.device, args.dataset, args.root)
     plot_tree(model, data, show=args.show, out=out, max_depth=args.max_depth, n_samples=args.samples, dpi=args.dpi)
     print(f"wrote {out}")
@@ -199,7 +200,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if args.max_mb <= 0:
         raise ValueError(f"--max-mb must be positive, got {args.max_mb}")
     out = Path(args.out) if args.out else Path(args.run_dir) / "report.html"
-    check_output_file(out, "--out", "report.html")  # before the model is loaded or a temporary file written
+    # before the model is loaded or a temporary file written; the run's own report.html may be rewritten
+    check_output_file(out, "--out", "report.html", replace_ok=args.overwrite or not args.out)
     model, data = _load(args.run_dir, args.device, args.dataset, args.root)
     write_report(model, data, out, run_dir=args.run_dir, max_images_per_node=args.max_images_per_node,
                  max_bytes=int(args.max_mb * 1e6), figures=not args.no_figures)
@@ -212,7 +214,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from hiclust.cli import load_run_model
     from hiclust.data.feature_files import model_input
 
-    check_output_file(args.out, "--out", "predictions.csv")  # before the model is loaded
+    check_output_file(args.out, "--out", "predictions.csv", replace_ok=args.overwrite)  # before the model is loaded
     model, _ = load_run_model(args.run_dir, args.device)
     if getattr(model, "hierarchy_", None) is None:
         raise ValueError(f"the model in {args.run_dir} has no hierarchy; predict paths need CoHiClust")
@@ -244,6 +246,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("run_dir", help="run directory written by 'hiclust train'")
     p.add_argument("--out", help="output image (default RUN_DIR/tree.png); .png, .pdf or .svg")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.add_argument("--show", choices=("mean", "samples"), default="mean",
                    help="node picture: mean image (default) or a grid of the most confident samples")
     p.add_argument("--samples", type=int, default=9, help="images per node with --show samples (default 9, a 3x3 grid)")
@@ -265,6 +268,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("run_dir", help="run directory written by 'hiclust train'")
     p.add_argument("--out", help="output HTML file (default RUN_DIR/report.html)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.add_argument("--max-images-per-node", type=int, default=24, help="sample images embedded per node (default 24)")
     p.add_argument("--max-mb", type=float, default=18.0,
                    help="budget for the embedded sample images in MB; fewer per node when exceeded (default 18)")
@@ -294,6 +298,7 @@ def register(subparsers: Any) -> None:
                    help="a folder of images (flat, or one sub-folder per class) or a .npy array of images; for a "
                      "run trained on features, a feature file (.npy, .npz, .csv, .parquet)")
     p.add_argument("--out", default="predictions.csv", help="output CSV (default predictions.csv)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.add_argument("--image-size", type=int, default=None, help="resize every input image to this size (square)")
     p.add_argument("--label-column", default=None, metavar="NAME",
                    help="feature files: the column (.csv/.parquet) or array (.npz) holding labels, written to 'label'")

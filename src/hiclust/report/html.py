@@ -141,7 +141,7 @@ def write_report(
         raise ValueError(f"thumb_size must be an integer >= 4, got {thumb_size!r}")
     from hiclust.checkpoint import check_output_file
 
-    check_output_file(out_path, "--out", "report.html")  # before any work or temporary file
+    check_output_file(out_path, "--out", "report.html", replace_ok=True)  # before any work or temporary file
     r = route(model, data, predictions=predictions, confidence=confidence, need_confidence=True)
     h = r.hierarchy
     feats = _is_features(data)  # feature vectors: item ids per node instead of pictures

@@ -397,7 +397,7 @@ def _save(fig: Figure, out: str | Path | None, dpi: float) -> None:
         from hiclust.checkpoint import atomic_write_bytes, check_output_file
 
         out = Path(out)
-        check_output_file(out)
+        check_output_file(out, replace_ok=True)  # the caller chose the path (CLI: checked for --overwrite)
         buffer = io.BytesIO()
         fig.savefig(buffer, dpi=dpi, format=out.suffix[1:].lower() or None)
         atomic_write_bytes(out, buffer.getvalue())
