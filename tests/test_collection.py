@@ -24,14 +24,6 @@ from hiclust.runs import RunConfig, RunDirError
 TINY = ["--n-clusters", "3", "--epochs", "3", "--batch-size", "8", "--device", "cpu", "--seed", "0"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def blobs(n: int = 60, d: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(n, d) float64 points around 3 centres, and their centre ids."""
     rng = np.random.default_rng(seed)

@@ -29,14 +29,6 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 FEAT = ["--n-clusters", "3", "--batch-size", "8", "--device", "cpu", "--seed", "0"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def snapshot(root: Path) -> dict[str, str]:
     """Every file below ``root`` (hidden ones included) → hash of its bytes."""
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()

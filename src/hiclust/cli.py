@@ -295,7 +295,9 @@ def run_training(
     config = replace(config, data=data_fingerprint(data))
     fit_extra: dict[str, Any] = {}
     if config.instance_split:
-        if config.method != "cc":
+        from hiclust.methods import METHODS
+
+        if not getattr(METHODS.get(config.method), "_SUPPORTS_INSTANCE_DATA", False):  # before loading it
             raise ValueError(f"--instance-split is part of CC's recipe (--method cc), not of --method {config.method}")
         fit_extra["instance_data"] = _xy(load_run_data(config, download, split=config.instance_split))[0]
     eval_data = data if config.evaluation_split == config.split else load_run_data(config, download)
