@@ -241,7 +241,9 @@ def register(subparsers: Any) -> None:
         "tree", help="draw the learned tree with node images (PNG)", formatter_class=fmt,
         description="Draw the run's tree as in the CoHiClust paper: each node shows the mean image of the\n"
                     "images routed to it (--show mean) or a grid of its most confident images (--show samples),\n"
-                    "a bar of its class composition (with labels) and its path / size / majority class.\n\n"
+                    "a bar of its class composition (with labels) and its path / size / majority class.\n"
+                    "Runs on a feature matrix (features:PATH) show the ids of each node's most confident items\n"
+                    "instead of images (--show mean and samples draw the same picture there).\n\n"
                     "example: hiclust tree runs/demo --show samples --out tree_samples.png",
     )
     p.add_argument("run_dir", help="run directory written by 'hiclust train'")

@@ -546,7 +546,11 @@ def plot_tree(
     for j, v in enumerate(nodes):
         ax.text(cx[v], ty[j], labels[j], ha="center", va="top", fontsize=font, linespacing=1.1)
     if title is None:
-        title = (f"{getattr(data, 'name', 'data')}: {r.n_points:,} {'items' if feats else 'images'}, {h.n_leaves} leaves"
+        name = str(getattr(data, "name", "data"))
+        prefix, _, path = name.partition(":")
+        if path and prefix in ("folder", "npy", "features"):  # a long absolute path would not fit the figure
+            name = f"{prefix}:{Path(path).name}"
+        title = (f"{name}: {r.n_points:,} {'items' if feats else 'images'}, {h.n_leaves} leaves"
                  + (f" (levels ≤ {max_depth})" if max_depth is not None and max_depth < h.n_levels else ""))
     fig.text(0.5, 1 - 0.06 / height, title, ha="center", va="top", fontsize=max(font + 2, 8))
     fig.text(0.5, 0.04 / height, "\n".join(key_lines), ha="center", va="bottom", fontsize=key_font, color="0.3")
