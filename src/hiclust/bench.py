@@ -716,6 +716,9 @@ def register(subparsers: Any) -> None:
                    "already holds bench results is refused: nothing is appended or replaced)")
     p.add_argument("--root", default=None, help="dataset directory")
     p.add_argument("--split", default="all", help="train, test or all (default all)")
+    from hiclust.cli import add_streaming_flags
+
+    add_streaming_flags(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--seeds", default=None, metavar="S1,S2,...",
                    help="run every method once per seed, e.g. 0,1,2 (default: --seed only)")

@@ -18,6 +18,7 @@ EXTENSIONS: list[str] = [
     "hiclust.report.cli",
     "hiclust.bench",
     "hiclust.reproduce",
+    "hiclust.shard_cli",
 ]
 
 def method_flags() -> dict[str, dict[str, Any]]:
@@ -571,8 +572,20 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_streaming_flags(p: argparse.ArgumentParser) -> None:
+    """--max-memory / --workers for every command that reads a dataset (applied in ``main``)."""
+    p.add_argument("--max-memory", default=None, metavar="SIZE",
+                   help="memory budget for an image folder or a .npy feature matrix, e.g. 800M or 16G (default auto: a "
+                   "quarter of this machine's memory); larger data is streamed from disk a batch at a time")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="data-loading processes that read and decode streamed images ahead of the network (default: "
+                   "half the CPU cores, at most 8; 0 reads in the main process)")
+
+
 def _add_data_location_flags(p: argparse.ArgumentParser) -> None:
-    """--dataset / --root for the commands that read a run whose data has moved."""
+    """--dataset / --root for the commands that read a run whose data has moved (and the
+    streaming flags)."""
+    add_streaming_flags(p)
     p.add_argument("--dataset", default=None, metavar="NAME",
                    help="where the run's data is now, e.g. features:NEW/PATH.npy or folder:NEW/DIR (default: "
                    "as recorded in run.json); it must be the same data (count, shape, content)")
@@ -584,7 +597,8 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     """The flags of ``hiclust train``: added when the command is used (they are derived from the
     estimators' declarations, whose modules import torch)."""
     p.add_argument("--dataset", help="digits, mnist5k, mnist, fashion_mnist, cifar10, cifar100_20, stl10, imagenet10, "
-                   "imagenet_dogs, folder:PATH (images), npy:PATH (an image array), features:PATH (a feature "
+                   "imagenet_dogs, folder:PATH (images), npy:PATH (an image array), shards:DIR (written by `hiclust "
+                   "shard`), features:PATH (a feature "
                    "matrix: .npy, .npz with X[/y], .csv or .parquet; trains with the MLP backbone)")
     p.add_argument("--label-column", default=None, metavar="NAME",
                    help="features:PATH: the column (.csv/.parquet) or array (.npz) holding labels (optional; .npz "
@@ -593,6 +607,7 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="features:PATH: the column or array holding item ids (shown in assignments.csv and reports)")
     p.add_argument("--root", help="directory holding the dataset files (default ~/.cache/hiclust/datasets or $HICLUST_DATA; "
                    "for imagenet10/imagenet_dogs the ImageNet folder holding train/<wnid>/)")
+    add_streaming_flags(p)
     p.add_argument("--split", default=None, help="train, test or all (default all: train+test, the usual clustering "
                    "protocol); stl10 also has unlabeled")
     p.add_argument("--eval-split", default=None, help="the split metrics, tree picture and `evaluate` use when it is "
@@ -702,6 +717,16 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(threads)
+    if getattr(args, "max_memory", None) is not None or getattr(args, "workers", None) is not None:
+        from hiclust.data.streaming import configure
+
+        try:
+            configure(max_memory=args.max_memory, workers=args.workers)
+        except ValueError as exc:
+            flag = "--workers" if "workers" in str(exc) else "--max-memory"
+            print(f"hiclust {args.command}: error: {flag}: {one_line(str(exc)).replace('workers must', 'must')}",
+                  file=sys.stderr)
+            return 2
     import os
     import warnings
 

@@ -34,6 +34,9 @@ __all__ = [
     "all_gather_with_grad",
     "all_reduce_sum",
     "epoch_seed",
+    "block_range",
+    "agree",
+    "gather_rows",
 ]
 
 
@@ -158,3 +161,94 @@ def epoch_seed(seed: int, rank: int, phase: str, epoch: int) -> int:
     words = (seed, rank, zlib.crc32(phase.encode()), epoch)
     state = np.random.SeedSequence([int(w) & 0xFFFF_FFFF_FFFF_FFFF for w in words]).generate_state(2, np.uint32)
     return (int(state[0]) << 31) ^ int(state[1])
+
+
+# ----------------------------------------------------------------------------------------------
+# inference split over the ranks (``hiclust predict`` under torchrun)
+# ----------------------------------------------------------------------------------------------
+def block_range(n: int, r: int | None = None, world: int | None = None) -> tuple[int, int]:
+    """Rows ``[start, stop)`` of rank ``r``'s contiguous block when ``n`` rows are split over
+    ``world`` ranks: ``ceil(n / world)`` rows each in rank order, the last blocks shorter
+    (possibly empty when n < world). Defaults: this process's rank and the world size.
+
+    >>> [block_range(41, r, 2) for r in range(2)]
+    [(0, 21), (21, 41)]
+    >>> [block_range(2, r, 3) for r in range(3)]
+    [(0, 1), (1, 2), (2, 2)]
+    """
+    r = rank() if r is None else int(r)
+    world = world_size() if world is None else int(world)
+    if n < 0 or world < 1 or not 0 <= r < world:
+        raise ValueError(f"block_range needs n >= 0 and 0 <= rank < world, got n={n}, rank={r}, world={world}")
+    per = -(-int(n) // world)
+    return min(r * per, n), min((r + 1) * per, n)
+
+
+def agree(error: BaseException | None, info: object = None) -> list:
+    """Collective check point that every rank reaches whether or not its own work failed, so that a
+    failure on one rank ends all ranks instead of leaving the others waiting in a later
+    collective. Each rank passes the exception it caught (or None) and a small picklable
+    ``info``; when any rank failed, every rank raises: a failed rank its own exception, the
+    others RuntimeError naming the first failed rank and its message. Returns every rank's
+    ``info`` in rank order (a single process: ``[info]``, or its own exception raised).
+    """
+    if not is_distributed():
+        if error is not None:
+            raise error
+        return [info]
+    mine = None if error is None else f"{type(error).__name__}: {error}"
+    status: list = [None] * dist.get_world_size()
+    dist.all_gather_object(status, (mine, info))
+    if error is not None:
+        raise error
+    failed = [(r, s[0]) for r, s in enumerate(status) if s[0] is not None]
+    if failed:
+        r, message = failed[0]
+        raise RuntimeError(f"rank {r} of {len(status)} failed: {message}")
+    return [s[1] for s in status]
+
+
+def _collective_device() -> torch.device:
+    """Where tensors of a collective live: this rank's GPU under NCCL, else the CPU."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def gather_rows(x: np.ndarray, dst: int = 0) -> np.ndarray | None:
+    """Every rank's ``(n_r, ...)`` numeric array concatenated along axis 0 in rank order, on rank
+    ``dst``; None on the other ranks. The row counts may differ (an empty block included): each
+    rank pads its rows to the largest count for ``torch.distributed.gather`` and ``dst`` cuts the
+    padding off, so the values come back bit for bit. Every rank must pass the same dtype and
+    trailing shape (checked on all ranks alike, ValueError). A single process gets a copy of
+    ``x``.
+    """
+    a = np.ascontiguousarray(x)
+    if not is_distributed():
+        return a.copy()
+    if a.ndim < 1 or a.ndim > 6:
+        raise ValueError(f"gather_rows takes arrays of 1 to 6 dimensions, got shape {a.shape}")
+    if a.dtype == np.bool_:
+        return None if (got := gather_rows(a.view(np.uint8), dst)) is None else got.view(np.bool_)
+    t = torch.from_numpy(a)  # refuses dtypes torch has no tensor for (TypeError) before any collective
+    device = _collective_device()
+    world = dist.get_world_size()
+    # header: the row count, the number of dimensions, the trailing shape and a dtype code
+    code = zlib.crc32(a.dtype.str.encode())
+    header = torch.tensor([a.shape[0], a.ndim, *a.shape[1:], *[0] * (6 - a.ndim), code], dtype=torch.long,
+                          device=device)
+    headers = [torch.empty_like(header) for _ in range(world)]
+    dist.all_gather(headers, header)
+    rows = [int(h[0]) for h in headers]
+    layouts = {tuple(int(v) for v in h[1:]) for h in headers}
+    if len(layouts) != 1:
+        raise ValueError(f"gather_rows: the ranks' arrays differ in dtype or trailing shape (this rank: {a.dtype} "
+                         f"{a.shape[1:]})")
+    most = max(rows)
+    padded = torch.zeros((most, *a.shape[1:]), dtype=t.dtype, device=device)
+    padded[: a.shape[0]] = t.to(device)
+    parts = [torch.empty_like(padded) for _ in range(world)] if dist.get_rank() == dst else None
+    dist.gather(padded, parts, dst=dst)
+    if parts is None:
+        return None
+    return np.concatenate([p[:r].cpu().numpy() for p, r in zip(parts, rows)], axis=0)

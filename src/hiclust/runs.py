@@ -58,7 +58,8 @@ class RunConfig:
     # features:PATH files: the column (CSV/parquet) or array (.npz) of labels / item ids.
     label_column: str | None = None
     id_column: str | None = None
-    # What the run was trained on: {"n", "shape", "blake2b"} (see data_fingerprint); resume checks it.
+    # What the run was trained on: {"n", "shape", "sample_blake2b"[, "blake2b"]} (see data_fingerprint);
+    # resume checks it.
     data: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -284,17 +285,30 @@ def _holds_data(entry: Path, config: RunConfig) -> bool:
     return data == entry or _inside(data, entry)
 
 
+_SAMPLE_ROWS = 1024  # rows hashed for "sample_blake2b"
+
+
 def data_fingerprint(data: Any) -> dict[str, Any]:
-    """{"n", "shape", "blake2b"} of a dataset: its item count, per-item shape and a hash of its
-    pixel (uint8) or feature (float32) bytes, read once without a copy."""
+    """{"n", "shape", "sample_blake2b"[, "blake2b"]} of a dataset: its item count, per-item shape,
+    a hash of up to 1,024 evenly spaced rows, and (data in memory) a hash of all its pixel
+    (uint8) or feature (float32) bytes, read once without a copy. Data streamed from disk gets
+    the sampled hash only: hashing every row would decode the whole collection once more."""
     import hashlib
 
     import numpy as np
 
+    from hiclust.data.streaming import is_streamed
+
     x = data.features if hasattr(data, "features") else data.images
-    a = np.ascontiguousarray(x.numpy())
-    digest = hashlib.blake2b(memoryview(a).cast("B"), digest_size=16).hexdigest()
-    return {"n": int(a.shape[0]), "shape": [int(v) for v in a.shape[1:]], "blake2b": digest}
+    n = int(x.shape[0])
+    rows = np.unique(np.linspace(0, n - 1, min(n, _SAMPLE_ROWS)).round().astype(np.int64))
+    sample = np.ascontiguousarray(x[rows].numpy())
+    out = {"n": n, "shape": [int(v) for v in x.shape[1:]],
+           "sample_blake2b": hashlib.blake2b(memoryview(sample).cast("B"), digest_size=16).hexdigest()}
+    if not is_streamed(x):
+        a = np.ascontiguousarray(x.numpy())
+        out["blake2b"] = hashlib.blake2b(memoryview(a).cast("B"), digest_size=16).hexdigest()
+    return out
 
 
 def check_same_data(stored: dict[str, Any] | None, data: Any, where: str) -> None:
@@ -306,7 +320,7 @@ def check_same_data(stored: dict[str, Any] | None, data: Any, where: str) -> Non
         why = f"{now['n']} items instead of the run's {stored.get('n')}"
     elif list(stored.get("shape", [])) != now["shape"]:
         why = f"items of shape {tuple(now['shape'])} instead of {tuple(stored.get('shape', []))}"
-    elif stored.get("blake2b") != now["blake2b"]:
+    elif any(key in stored and key in now and stored[key] != now[key] for key in ("blake2b", "sample_blake2b")):
         why = "the same count and shape but other content"
     else:
         return

@@ -1,7 +1,10 @@
 """The one training loop every deep method uses.
 
-Data that fits in memory stays a uint8 (or float feature) tensor on the training device; each
-epoch draws a permutation, slices mini-batches, and hands each batch to the method's ``step``,
+Data that fits in memory stays a uint8 (or float feature) tensor on the training device; data
+over the memory budget is a :class:`~hiclust.data.streaming.DiskRows` whose batches worker
+processes read from disk. Each epoch draws one permutation either way, slices mini-batches (under
+torchrun each rank reads only its shard of every global batch), and hands each batch to the
+method's ``step``,
 which augments (batched, on the device) and returns its loss terms. The loop owns the optimizer
 step, the non-finite check, progress display, per-epoch averaging and the epoch-end hooks
 (pruning, checkpoints).
@@ -66,14 +69,16 @@ def train_loop(
     desc: str = "train",
     extra_passes: Sequence[tuple[str, torch.Tensor, StepFn]] = (),
     on_epoch_start: EpochStartHook | None = None,
+    shard: tuple[int, int] = (0, 1),
 ) -> None:
     """Runs epochs ``start_epoch .. epochs−1``.
 
     Args:
         model: put in train mode; its parameters are what ``optimizer`` updates.
         step: ``step(batch, epoch) -> {"loss": scalar, term: scalar, ...}``; ``batch`` is a slice
-            of ``data`` (already on the device). Every returned term is checked for finiteness.
-        data: (N, ...) tensor on the training device.
+            of ``data`` (on the device). Every returned term is checked for finiteness.
+        data: (N, ...) tensor on the training device, or a ``DiskRows`` read batch by batch (its
+            batches are moved to the device of the model's first parameter).
         shuffle_generator: CPU generator for the per-epoch permutation (checkpointed by callers).
         on_epoch_end: called with (epoch, mean of each term over the epoch's batches) after the
             epoch, e.g. to prune leaves, log, and write a checkpoint.
@@ -83,6 +88,8 @@ def train_loop(
             ``name_term``.
         on_epoch_start: called with the epoch before its first batch (data-parallel runs re-seed
             their per-rank augmentation streams there).
+        shard: ``(rank, world)``: every global batch of ``batch_size`` rows is cut into ``world``
+            contiguous shards and ``step`` gets shard ``rank`` (data-parallel training).
 
     Raises:
         NonFiniteLossError: naming the epoch, batch, global step and the term that went
@@ -102,7 +109,7 @@ def train_loop(
         started = time.perf_counter()
         for name, d, pass_step in passes:
             terms = _run_pass(model, pass_step, d, optimizer, batch_size, shuffle_generator, epoch,
-                              f"{desc}{' ' + name if name else ''} {epoch + 1}/{epochs}" if use_bar else None)
+                              f"{desc}{' ' + name if name else ''} {epoch + 1}/{epochs}" if use_bar else None, shard)
             logs.update({f"{name}_{k}" if name else k: v for k, v in terms.items()})
         if scheduler is not None:
             scheduler.step()
@@ -112,19 +119,35 @@ def train_loop(
 
 
 def _run_pass(model: nn.Module, step: StepFn, data: torch.Tensor, optimizer: torch.optim.Optimizer, batch_size: int,
-              shuffle_generator: torch.Generator, epoch: int, bar: str | None) -> dict[str, float]:
+              shuffle_generator: torch.Generator, epoch: int, bar: str | None,
+              shard: tuple[int, int] = (0, 1)) -> dict[str, float]:
     """One shuffled pass over ``data`` (drop_last); returns the mean of each term over its batches."""
+    from hiclust.data.streaming import DiskRows
+
     n = data.shape[0]
     n_batches = n // batch_size  # drop_last: contrastive losses and BatchNorm want full batches
-    order = torch.randperm(n, generator=shuffle_generator).to(data.device)
+    order = torch.randperm(n, generator=shuffle_generator)
+    rank, world = shard
+    per_rank = batch_size // world
+
+    def rows(b: int, o: torch.Tensor) -> torch.Tensor:
+        """Row indices of this rank's shard of global batch ``b``."""
+        start = b * batch_size + rank * per_rank
+        return o[start : start + per_rank]
+
+    if isinstance(data, DiskRows):  # worker processes read the batches ahead
+        batch_iter = data.batches([rows(b, order) for b in range(n_batches)], next(model.parameters()).device)
+    else:
+        order = order.to(data.device)
+        batch_iter = (data[rows(b, order)] for b in range(n_batches))
     sums: dict[str, float] = {}
-    batches = range(n_batches)
+    batches = zip(range(n_batches), batch_iter)
     if bar is not None:
         from tqdm.auto import tqdm
 
-        batches = tqdm(batches, desc=bar, leave=False, file=sys.stderr)
-    for b in batches:
-        terms = step(data[order[b * batch_size : (b + 1) * batch_size]], epoch)
+        batches = tqdm(batches, desc=bar, leave=False, file=sys.stderr, total=n_batches)
+    for b, batch in batches:
+        terms = step(batch, epoch)
         values = {k: float(v.detach()) for k, v in terms.items()}
         bad = [k for k, v in values.items() if not math.isfinite(v)]
         if bad:

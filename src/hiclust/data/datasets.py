@@ -80,10 +80,12 @@ class CorruptImageError(ValueError):
 
 @dataclass
 class ImageDataset:
-    """A whole image dataset in memory.
+    """An image dataset: in memory, or streamed from disk when larger than the memory budget.
 
     Attributes:
-        images: uint8 tensor ``(N, C, H, W)`` on the CPU, ``C`` in {1, 3}, pixel values 0–255.
+        images: uint8 tensor ``(N, C, H, W)`` on the CPU, ``C`` in {1, 3}, pixel values 0–255;
+            or, for a collection over the memory budget, a :class:`~hiclust.data.streaming.DiskRows`
+            of that shape read a batch at a time (``is_streamed``).
         labels: int64 tensor ``(N,)`` of class ids ≥ 0, or ``None`` for unlabeled data.
         class_names: names of the classes (index = class id), or ``None``.
         name: dataset name (the registry name, e.g. ``"cifar10"``; used to pick augmentations).
@@ -99,7 +101,9 @@ class ImageDataset:
 
     def __post_init__(self) -> None:
         x = self.images
-        if not isinstance(x, torch.Tensor):
+        from hiclust.data.streaming import DiskRows
+
+        if not isinstance(x, (torch.Tensor, DiskRows)):
             raise TypeError(
                 f"ImageDataset.images must be a torch.Tensor, got {type(x).__name__}; "
                 "use ImageDataset.from_numpy(array) for NumPy arrays"
@@ -154,13 +158,21 @@ class ImageDataset:
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
+    @property
+    def is_streamed(self) -> bool:
+        """True when the images are read from disk a batch at a time (over the memory budget)."""
+        from hiclust.data.streaming import DiskRows
+
+        return isinstance(self.images, DiskRows)
+
     def ids(self) -> list[str]:
         """``N`` item ids: ``item_ids`` (file paths of a folder) or the row numbers 0..N−1 as text."""
         return list(self.item_ids) if self.item_ids is not None else [str(i) for i in range(len(self))]
 
     def __repr__(self) -> str:
         lab = "unlabeled" if self.labels is None else f"{self.n_classes} classes"
-        return f"ImageDataset(name={self.name!r}, images={tuple(self.images.shape)} uint8, {lab})"
+        where = ", streamed from disk" if self.is_streamed else ""
+        return f"ImageDataset(name={self.name!r}, images={tuple(self.images.shape)} uint8{where}, {lab})"
 
     @property
     def n_classes(self) -> int | None:
@@ -197,7 +209,7 @@ class ImageDataset:
         if int(idx.min()) < -len(self) or int(idx.max()) >= len(self):
             raise IndexError(f"subset(): indices must be in [-{len(self)}, {len(self)}), got {int(idx.min())}..{int(idx.max())}")
         return ImageDataset(
-            images=self.images[idx],
+            images=self.images.take(idx) if self.is_streamed else self.images[idx],
             labels=None if self.labels is None else self.labels[idx],
             class_names=None if self.class_names is None else list(self.class_names),
             name=self.name,
@@ -320,7 +332,7 @@ def _resize_uint8(images: torch.Tensor, size: int, chunk: int = 2048) -> torch.T
 
 _Loader = Callable[[Path, str, bool], ImageDataset]
 _REGISTRY: dict[str, _Loader] = {}
-_PATH_FORMS = ("folder:<dir>", "npy:<file.npy>", "features:<file>")
+_PATH_FORMS = ("folder:<dir>", "npy:<file.npy>", "shards:<dir>", "features:<file>")
 
 
 def _register(name: str) -> Callable[[_Loader], _Loader]:
@@ -352,11 +364,14 @@ def load_dataset(
     strict: bool = False,
     label_column: str | None = None,
     id_column: str | None = None,
+    max_memory: int | str | None = "auto",
+    workers: int | None = None,
 ) -> ImageDataset | Any:
-    """Load a whole dataset split into memory.
+    """Load a dataset split: into memory, or streamed from disk when it is larger than ``max_memory``.
 
     Args:
-        name: a registered name (see :func:`available_datasets`), ``"folder:<dir>"``, ``"npy:<file.npy>"``
+        name: a registered name (see :func:`available_datasets`), ``"folder:<dir>"``, ``"npy:<file.npy>"``,
+            ``"shards:<dir>"`` (written by ``hiclust shard``, :mod:`hiclust.data.shards`)
             or ``"features:<file>"`` (a feature matrix: .npy, .npz, .csv, .parquet; returns a
             :class:`~hiclust.data.feature_files.FeatureDataset`).
         root: directory holding the torchvision-format files; default :func:`default_data_root`.
@@ -368,6 +383,12 @@ def load_dataset(
             skipping them with a warning.
         label_column, id_column: for ``features:`` files, the column (CSV/parquet) or array (.npz)
             holding labels / item ids.
+        max_memory: the memory budget of an image folder's uint8 tensor or a ``features:`` .npy
+            matrix's float32 tensor, in bytes or as text ("8G"; "auto": a quarter of the physical
+            memory; None: no limit). Larger data is streamed: the dataset's ``images`` /
+            ``features`` is a :class:`~hiclust.data.streaming.DiskRows` read a batch at a time.
+            Registered datasets are always loaded whole.
+        workers: data-loading worker processes for streamed data (default: half the cores).
 
     Returns:
         :class:`ImageDataset` with uint8 images ``(N, C, H, W)``.
@@ -382,6 +403,11 @@ def load_dataset(
         raise ValueError(f"image_size must be a positive int or None, got {image_size!r}")
     if not isinstance(split, str):
         raise TypeError(f"split must be a string, got {type(split).__name__}")
+    from hiclust.data.streaming import parse_memory
+
+    budget = parse_memory(max_memory)
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 0):
+        raise ValueError(f"workers must be an integer >= 0 (0: read in the main process), got {workers!r}")
     if name.startswith("features:"):
         from hiclust.data.feature_files import load_feature_file
 
@@ -389,16 +415,32 @@ def load_dataset(
             raise ValueError(f"{name!r} has no {split!r} split; use split='train' or 'all' (the whole matrix)")
         if image_size is not None:
             raise ValueError(f"{name!r} holds feature vectors, not images; leave out --image-size")
-        return load_feature_file(name[len("features:"):], label_column=label_column, id_column=id_column, name=name)
+        return load_feature_file(name[len("features:"):], label_column=label_column, id_column=id_column, name=name,
+                                 max_memory=budget, workers=workers)
     if label_column is not None or id_column is not None:
         raise ValueError(f"--label-column and --id-column apply to features:PATH files, not to {name!r}")
+    if name.startswith("shards:"):
+        from hiclust.data.shards import load_shards
+
+        if split not in ("train", "all"):
+            raise ValueError(f"{name!r} has no {split!r} split; use split='train' or 'all' (every shard)")
+        ds = load_shards(Path(name[len("shards:"):]).expanduser(), name=name, max_memory=budget, workers=workers)
+        if image_size is not None and tuple(ds.images.shape[-2:]) != (image_size, image_size):
+            raise ValueError(f"{name!r} holds {ds.images.shape[-1]}x{ds.images.shape[-2]} images, not image_size="
+                             f"{image_size}; leave it out, or write the shards again with `hiclust shard --image-size "
+                             f"{image_size}`")
+        return ds
     for prefix, fn in (("folder:", _load_folder), ("npy:", _load_npy)):
         if name.startswith(prefix):
             path = Path(name[len(prefix) :]).expanduser()
             if split not in ("train", "all"):
                 raise ValueError(f"{name!r} has no {split!r} split; use split='train' or 'all' (the whole {prefix[:-1]})")
-            ds = fn(path, image_size=image_size, strict=strict, name=name)
-            return ds if image_size is None else _maybe_resize(ds, image_size)
+            if prefix == "folder:":
+                ds = _load_folder(path, image_size=image_size, strict=strict, name=name, max_memory=budget,
+                                  workers=workers)
+            else:
+                ds = fn(path, image_size=image_size, strict=strict, name=name)
+            return ds if image_size is None or ds.is_streamed else _maybe_resize(ds, image_size)
     key = name.strip().lower().replace("-", "_")
     if key not in _REGISTRY:
         raise ValueError(
@@ -742,10 +784,9 @@ def _mixed_colour(path: Path, arrays: list[np.ndarray], files: list[Path]) -> li
     return [a if a.ndim == 3 else np.repeat(a[:, :, None], 3, axis=2) for a in arrays]
 
 
-def _load_folder(path: Path, *, image_size: int | None, strict: bool, name: str) -> ImageDataset:
-    """An image folder: one sub-folder per class (sorted names → ids), or images directly inside
-    (unlabeled). A folder mixing grayscale and colour images is loaded as RGB, with a warning
-    naming the files of the smaller group (:func:`_mixed_colour`)."""
+def _folder_files(path: Path, name: str) -> tuple[list[Path], np.ndarray | None, list[str] | None]:
+    """The image files of a folder in row order, their class ids (None: unlabeled) and the class
+    names: one sub-folder per class (sorted names → ids), or images directly inside."""
     if not path.is_dir():
         raise FileNotFoundError(f"{name!r}: no such directory {path}")
     top_files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(IMAGE_EXTENSIONS))
@@ -771,9 +812,21 @@ def _load_folder(path: Path, *, image_size: int | None, strict: bool, name: str)
         file_labels = np.concatenate([np.full(len(class_files[c]), i, dtype=np.int64) for i, c in enumerate(class_names)])
     else:
         class_names, files, file_labels = None, top_files, None
+    return files, file_labels, class_names
 
-    workers = min(8, (os.cpu_count() or 1) + 2)
-    with ThreadPoolExecutor(max_workers=workers) as pool:  # PIL releases the GIL while decoding
+
+def _load_folder(path: Path, *, image_size: int | None, strict: bool, name: str,
+                 max_memory: int | None = None, workers: int | None = None) -> ImageDataset:
+    """An image folder: one sub-folder per class (sorted names → ids), or images directly inside
+    (unlabeled). A folder mixing grayscale and colour images is loaded as RGB, with a warning
+    naming the files of the smaller group (:func:`_mixed_colour`). A folder whose uint8 tensor
+    would exceed ``max_memory`` bytes is streamed (:func:`_stream_folder`)."""
+    files, file_labels, class_names = _folder_files(path, name)
+    if max_memory is not None and _folder_bytes(files, image_size) > max_memory:
+        return _stream_folder(path, files, file_labels, class_names, image_size=image_size, strict=strict, name=name,
+                              workers=workers)
+    threads = min(8, (os.cpu_count() or 1) + 2)
+    with ThreadPoolExecutor(max_workers=threads) as pool:  # PIL releases the GIL while decoding
         decoded = list(pool.map(lambda p: _decode(p, image_size), files))
 
     ok = np.array([not isinstance(d, str) for d in decoded], dtype=bool)
@@ -811,6 +864,85 @@ def _load_folder(path: Path, *, image_size: int | None, strict: bool, name: str)
     labels = None if file_labels is None else torch.from_numpy(file_labels[ok])
     ids = [f.relative_to(path).as_posix() for f in good_files]
     return ImageDataset(torch.from_numpy(np.ascontiguousarray(stack)), labels, class_names, name, ids)
+
+
+_GRAY_MODES = ("1", "L", "LA", "I;16", "I;16B", "I;16L", "I;16N", "I")  # decoded to one channel by _decode
+
+
+def _header(path: Path) -> tuple[str, tuple[int, int]] | str:
+    """(mode, (H, W)) of an image file from its header alone, or an error string."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            if im.mode == "F":
+                return "32-bit float images are not supported; convert them to 8-bit"
+            return im.mode, (im.size[1], im.size[0])
+    except Exception as e:  # PIL raises many types for bad files
+        return f"{type(e).__name__}: {e}"
+
+
+def _folder_bytes(files: list[Path], image_size: int | None) -> int:
+    """Bytes of the folder's uint8 tensor, estimated from the first readable file's header."""
+    for f in files[:16]:
+        head = _header(f)
+        if not isinstance(head, str):
+            mode, (h, w) = head
+            c = 1 if mode in _GRAY_MODES else 3
+            h, w = (image_size, image_size) if image_size is not None else (h, w)
+            return len(files) * c * h * w
+    return 0  # nothing readable in the first files: the in-memory loader reports it
+
+
+def _stream_folder(path: Path, files: list[Path], file_labels: np.ndarray | None, class_names: list[str] | None, *,
+                   image_size: int | None, strict: bool, name: str, workers: int | None) -> ImageDataset:
+    """A folder over the memory budget: every file's header is read (in threads) so that the
+    same files are skipped or refused, and the same size and colour rules hold, as when the
+    folder is loaded whole; pixels are decoded a batch at a time while training
+    (:class:`~hiclust.data.streaming.FolderImages`)."""
+    from hiclust.data.streaming import FolderImages, default_workers
+
+    with ThreadPoolExecutor(max_workers=min(16, (os.cpu_count() or 1) * 4)) as pool:  # I/O-bound header reads
+        heads = list(pool.map(_header, files))
+    ok = np.array([not isinstance(h, str) for h in heads], dtype=bool)
+    bad = [(files[i], heads[i]) for i in np.flatnonzero(~ok)]
+    if bad:
+        listing = "; ".join(f"{p} ({why})" for p, why in bad[:5]) + (" ..." if len(bad) > 5 else "")
+        if strict:
+            raise CorruptImageError(f"{len(bad)} of {len(files)} image files in {path} could not be read: {listing}")
+        warnings.warn(f"skipped {len(bad)} unreadable image file(s) of {len(files)} in {path}: {listing} "
+                      "(pass strict=True to make this an error)", stacklevel=3)
+    good = [h for h in heads if not isinstance(h, str)]
+    good_files = [f for f, k in zip(files, ok) if k]
+    if not good:
+        raise ValueError(f"{path}: none of the {len(files)} image files could be read")
+    if image_size is None:
+        sizes: dict[tuple[int, int], list[Path]] = {}
+        for (_, hw), f in zip(good, good_files):
+            sizes.setdefault(hw, []).append(f)
+        if len(sizes) > 1:
+            examples = "; ".join(f"{w}x{h}: {len(fs)} file(s), e.g. {fs[0]}"
+                                 for (h, w), fs in sorted(sizes.items(), key=lambda kv: -len(kv[1]))[:5])
+            raise ValueError(f"images in {path} have {len(sizes)} different sizes ({examples}); "
+                             "pass image_size=S to resize every image to S×S")
+        size = good[0][1]
+    else:
+        size = (image_size, image_size)
+    gray = [m in _GRAY_MODES for m, _ in good]
+    channels = 1 if all(gray) else 3
+    if any(gray) and not all(gray):
+        n_gray = sum(gray)
+        kind = "colour" if len(gray) - n_gray <= n_gray else "grayscale"  # name the smaller group
+        few = [f for f, g in zip(good_files, gray) if g == (kind == "grayscale")]
+        names = ", ".join(f.relative_to(path).as_posix() for f in few[:5]) + (" ..." if len(few) > 5 else "")
+        warnings.warn(f"{path} mixes {sum(gray)} grayscale and {len(gray) - sum(gray)} colour images: all are read as "
+                      f"RGB (3 channels); the {kind} file(s): {names} (convert the colour files to grayscale to train "
+                      "on 1 channel)", stacklevel=3)
+    rows = FolderImages(good_files, channels, size, resize=image_size is not None, root=path)
+    rows.workers = default_workers() if workers is None else int(workers)
+    labels = None if file_labels is None else torch.from_numpy(file_labels[ok])
+    ids = [f.relative_to(path).as_posix() for f in good_files]
+    return ImageDataset(rows, labels, class_names, name, ids)
 
 
 # Loaders defined in their own modules register themselves on import.

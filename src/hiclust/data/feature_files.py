@@ -42,10 +42,11 @@ _CHUNK_ROWS = 65536  # rows converted to float32 per block (bounds the temporary
 
 @dataclass
 class FeatureDataset:
-    """A whole feature matrix in memory.
+    """A feature matrix, in memory or (a .npy over the memory budget) read from disk.
 
     Attributes:
-        features: float32 tensor ``(N, D)`` on the CPU, finite values.
+        features: float32 tensor ``(N, D)`` on the CPU, finite values; or a
+            :class:`~hiclust.data.streaming.NpyRows` of that shape read a batch at a time.
         labels: int64 tensor ``(N,)`` of class ids ≥ 0, or ``None`` (unlabeled).
         class_names: names of the classes (index = class id), or ``None``.
         name: dataset name (``"features:PATH"`` when loaded from a file).
@@ -60,8 +61,10 @@ class FeatureDataset:
 
     def __post_init__(self) -> None:
         x = self.features
-        if not isinstance(x, torch.Tensor) or x.dtype != torch.float32 or x.ndim != 2:
-            raise ValueError("FeatureDataset.features must be a float32 tensor (N, D)")
+        from hiclust.data.streaming import DiskRows
+
+        if not isinstance(x, (torch.Tensor, DiskRows)) or x.dtype != torch.float32 or x.ndim != 2:
+            raise ValueError("FeatureDataset.features must be a float32 tensor (N, D) or DiskRows of that shape")
         if x.shape[0] == 0:
             raise ValueError(f"{self.name}: the feature matrix has no rows; nothing to cluster")
         if x.shape[1] == 0:
@@ -88,6 +91,13 @@ class FeatureDataset:
         if self.class_names is not None:
             return len(self.class_names)
         return None if self.labels is None else int(self.labels.max()) + 1
+
+    @property
+    def is_streamed(self) -> bool:
+        """True when the rows are read from disk a batch at a time (over the memory budget)."""
+        from hiclust.data.streaming import DiskRows
+
+        return isinstance(self.features, DiskRows)
 
     @property
     def feature_dim(self) -> int:
@@ -228,7 +238,8 @@ def _from_npz(path: Path, label_column: str | None, id_column: str | None, name:
 
 
 def load_feature_file(path: str | Path, *, label_column: str | None = None, id_column: str | None = None,
-                      name: str | None = None) -> FeatureDataset:
+                      name: str | None = None, max_memory: int | None = None,
+                      workers: int | None = None) -> FeatureDataset:
     """Reads a feature matrix (see the module docstring for the formats).
 
     Args:
@@ -237,6 +248,12 @@ def load_feature_file(path: str | Path, *, label_column: str | None = None, id_c
             "y" / "labels" when present without it.
         id_column: the column / array holding item ids (shown in assignments and reports).
         name: dataset name (default ``"features:PATH"``).
+        max_memory: bytes; a .npy matrix whose float32 copy is larger is not loaded but read a
+            batch at a time through a memory map (``features`` is then a
+            :class:`~hiclust.data.streaming.NpyRows`; NaN/Inf are found by the first pass over
+            it). None: always loaded. Other formats are always loaded.
+        workers: data-loading processes for a streamed matrix (default 0: reading rows from a
+            memory map is cheap next to the network).
     Returns:
         :class:`FeatureDataset` with float32 features (N, D).
     Raises:
@@ -258,6 +275,13 @@ def load_feature_file(path: str | Path, *, label_column: str | None = None, id_c
             arr = np.load(p, mmap_mode="r", allow_pickle=False)
         except ValueError as e:
             raise ValueError(f"{p}: not a plain numeric .npy array ({e})") from None
+        if max_memory is not None and arr.ndim == 2 and arr.shape[0] * arr.shape[1] * 4 > max_memory:
+            from hiclust.data.streaming import NpyRows
+
+            del arr
+            rows = NpyRows(p)
+            rows.workers = 0 if workers is None else int(workers)
+            return FeatureDataset(rows, None, None, name)
         return FeatureDataset(torch.from_numpy(_to_float32(arr, str(p))), None, None, name)
     if suffix == ".npz":
         return _from_npz(p, label_column, id_column, name)

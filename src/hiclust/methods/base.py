@@ -48,6 +48,7 @@ from hiclust import distributed as dist_utils
 from hiclust import interrupt
 from hiclust.checkpoint import CheckpointError, capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from hiclust.data.features import FeatureAugment
+from hiclust.data.streaming import DiskRows, StandardizedRows, column_stats, is_streamed, iter_batches
 from hiclust.methods.params import Param, install_parameters
 from hiclust.nn import MLP, build_backbone, default_backbone
 from hiclust.train import NonFiniteLossError, resolve_device, train_loop
@@ -78,7 +79,9 @@ class PreparedData:
         return self.x.ndim == 4
 
 
-def _to_tensor(x: Any) -> torch.Tensor:
+def _to_tensor(x: Any) -> Any:
+    if isinstance(x, DiskRows):  # streamed from disk: validated as it is read
+        return x
     if isinstance(x, torch.Tensor):
         return x.detach().cpu()
     if isinstance(x, (list, tuple)):  # nested lists of numbers, as scikit-learn accepts them
@@ -160,6 +163,8 @@ def prepare_data(X: Any, y: Any = None) -> PreparedData:
                     "pass uint8 images or divide by 255"
                 )
             x = (x * 255).round().to(torch.uint8)
+    elif x.ndim == 2 and is_streamed(x):
+        pass  # float32 rows read on demand; NaN/Inf are refused by the statistics pass (column_stats)
     elif x.ndim == 2:
         if not torch.is_floating_point(x) and x.dtype == torch.bool:
             raise TypeError("feature matrices must be numeric")
@@ -421,21 +426,38 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
         return type(self)(**self.get_params(deep=False))
 
     # -------------------------------------------------------------------------- inputs
-    def _setup_inputs(self, data: PreparedData, on_device: bool = True) -> torch.Tensor:
-        """Records the input geometry and returns the training tensor (on ``device_``)."""
+    def _setup_inputs(self, data: PreparedData, on_device: bool = True) -> Any:
+        """Records the input geometry and returns the training data: a tensor on ``device_``, or
+        for data streamed from disk a ``DiskRows`` whose batches the training loop moves there.
+        Features are standardized with per-column statistics accumulated in float64 (one pass
+        over a matrix on disk). ``on_device=False``: a validation probe; nothing is moved and a
+        streamed matrix is not read."""
         x = data.x
         device = self.device_ if on_device else torch.device("cpu")
+        streamed = is_streamed(x)
         if data.is_image:
             self.image_size_ = int(getattr(self, "image_size", None) or x.shape[-1])
             self.feature_mean_ = self.feature_std_ = None
-            out = x.to(device)
+            out = x if streamed else x.to(device)
         else:
             self.image_size_ = None
-            self.feature_mean_ = x.mean(0).to(device)
-            self.feature_std_ = x.std(0).clamp_min(1e-6).to(device)
-            out = (x.to(device) - self.feature_mean_) / self.feature_std_
+            if streamed and not on_device:
+                mean, std = torch.zeros(x.shape[1]), torch.ones(x.shape[1])
+            else:
+                mean, std = column_stats(x)
+            self.feature_mean_, self.feature_std_ = mean.to(device), std.to(device)
+            out = StandardizedRows(x, mean, std) if streamed else (x.to(device) - self.feature_mean_) / self.feature_std_
         self.input_shape_ = tuple(int(s) for s in x.shape[1:])
         return out
+
+    def _like_inputs(self, x: Any) -> Any:
+        """Other samples of X's kind prepared as ``_setup_inputs`` prepared X (features
+        standardized with X's statistics); streamed data stays on disk."""
+        if x.ndim == 2:
+            if is_streamed(x):
+                return StandardizedRows(x, self.feature_mean_.cpu(), self.feature_std_.cpu())
+            return (x.to(self.device_) - self.feature_mean_) / self.feature_std_
+        return x if is_streamed(x) else x.to(self.device_)
 
     def _eval_input(self, batch: torch.Tensor) -> torch.Tensor:
         """Deterministic transform of a raw batch (uint8 images or raw features) to model input."""
@@ -565,8 +587,7 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
         self._data = data
         extra = getattr(self, "_instance_data", None)
         # Prepared like X: on the device, features standardized with X's statistics.
-        self._instance_x = None if extra is None else (
-            extra.x.to(self.device_) if data.is_image else (extra.x.to(self.device_) - self.feature_mean_) / self.feature_std_)
+        self._instance_x = None if extra is None else self._like_inputs(extra.x)
         self._init_fit_state(data)
         self.model_ = self._build_model().to(self.device_)
         augment = self._make_augment(data)
@@ -640,15 +661,6 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
 
             reseed = reseed_augment
 
-        def sharded(fn: Callable[[torch.Tensor, int], dict[str, torch.Tensor]]):
-            def step(batch: torch.Tensor, epoch: int) -> dict[str, torch.Tensor]:
-                if world > 1:
-                    per_rank = batch.shape[0] // world  # this rank's contiguous shard of the global batch
-                    batch = batch[rank * per_rank : (rank + 1) * per_rank]
-                return fn(batch, epoch)
-
-            return step
-
         def on_epoch_end(epoch: int, logs: dict[str, float]) -> None:
             record: dict[str, Any] = {"phase": phase.name} if phase.record_phase else {}
             record.update({"epoch": epoch + 1, **logs})
@@ -665,9 +677,9 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
                 self._save_training({"phase": phase.name, "epoch": epoch + 1})
 
         self._guard_non_finite(lambda: train_loop(
-            net, sharded(lambda batch, epoch: self._training_step(phase, batch, epoch)), self._phase_data(phase),
-            optimizer=optimizer, epochs=phase.epochs, batch_size=self.batch_size,
-            extra_passes=[(name, data, sharded(fn)) for name, data, fn in self._extra_passes(phase)],
+            net, lambda batch, epoch: self._training_step(phase, batch, epoch), self._phase_data(phase),
+            optimizer=optimizer, epochs=phase.epochs, batch_size=self.batch_size, shard=(rank, world),
+            extra_passes=self._extra_passes(phase),
             shuffle_generator=self._generators["shuffle"], start_epoch=start_epoch, scheduler=scheduler,
             on_epoch_end=on_epoch_end, on_epoch_start=reseed, progress=self.verbose and dist_utils.is_main(),
             desc=f"{self._LOG_NAME}" + ("" if phase.name == "train" else f" {phase.name}"),
@@ -714,10 +726,7 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
                       batch_size: int = 1024) -> torch.Tensor:
         """Applies ``fn`` to model-input batches of raw ``x`` on the fitted device; CPU result."""
         self.model_.eval()
-        outs = []
-        for i in range(0, x.shape[0], batch_size):
-            batch = self._eval_input(x[i : i + batch_size].to(self.device_))
-            outs.append(fn(batch).float().cpu())
+        outs = [fn(self._eval_input(batch)).float().cpu() for batch in iter_batches(x, batch_size, self.device_)]
         return torch.cat(outs)
 
     def _predict_raw(self, x: torch.Tensor) -> np.ndarray:

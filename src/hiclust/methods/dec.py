@@ -382,12 +382,13 @@ class DEC(DeepClusterer):
 
     def _model_input(self, idx: torch.Tensor) -> torch.Tensor:
         # Images are stored as uint8 and converted per batch; features are already standardized.
-        return self._eval_input(self._x[idx]) if self._x.ndim == 4 else self._x[idx]
+        rows = self._x[idx].to(self.device_)  # streamed data (DiskRows) is read on the CPU
+        return self._eval_input(rows) if self._x.ndim == 4 else rows
 
     def _training_input(self, idx: torch.Tensor, clustering: bool = False) -> torch.Tensor:
         if self._augment is None or (clustering and not self.clustering_augmentation):
             return self._model_input(idx)
-        return self._augment(self._x[idx], generator=self._generators["augment"])
+        return self._augment(self._x[idx].to(self.device_), generator=self._generators["augment"])
 
     def _non_clustering(self, idx: torch.Tensor, x_in: torch.Tensor, z: torch.Tensor, x_hat: torch.Tensor,
                         terms: dict[str, torch.Tensor]) -> torch.Tensor:

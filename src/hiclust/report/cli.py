@@ -109,8 +109,12 @@ def _folder_files(path: Path) -> list[str]:
 
 def load_prediction_input(path: str | Path, image_size: int | None = None, *, features: bool = False,
                           label_column: str | None = None, id_column: str | None = None) -> tuple[Any, list[str]]:
-    """Loads a folder of images, a .npy array or (``features=True``, or a .npz/.csv/.parquet
-    file) a feature matrix; returns (ImageDataset or FeatureDataset, input names)."""
+    """Loads a folder of images, a shard directory written by ``hiclust shard`` (a folder holding
+    dataset.json and index.npz), a .npy array or (``features=True``, or a .npz/.csv/.parquet
+    file) a feature matrix; returns (ImageDataset or FeatureDataset, input names). The names are
+    the files' paths relative to the folder, a shard directory's stored item ids, the row numbers
+    of an array, or a feature file's ids. Data over the memory budget (``--max-memory``) is
+    streamed: the dataset's images / features are a :class:`~hiclust.data.streaming.DiskRows`."""
     from hiclust.data import load_dataset
     from hiclust.data.feature_files import FEATURE_SUFFIXES
 
@@ -122,6 +126,9 @@ def load_prediction_input(path: str | Path, image_size: int | None = None, *, fe
         return data, data.ids()
     if label_column is not None or id_column is not None:
         raise ValueError("--label-column and --id-column apply to feature files (.npz, .csv, .parquet), not to images")
+    if p.is_dir() and (p / "dataset.json").is_file() and (p / "index.npz").is_file():
+        data = load_dataset(f"shards:{p}", split="all", image_size=image_size)
+        return data, data.ids()
     if p.is_dir():
         # strict: a skipped unreadable file would shift the names against the rows
         data = load_dataset(f"folder:{p}", split="all", image_size=image_size, strict=True)
@@ -136,7 +143,8 @@ def load_prediction_input(path: str | Path, image_size: int | None = None, *, fe
         return data, [str(i) for i in range(len(data))]
     if not p.exists():
         raise FileNotFoundError(f"--input {p}: no such file or folder")
-    raise ValueError(f"--input {p} must be a folder of images or a .npy array (N, H, W[, C]) / (N, C, H, W) "
+    raise ValueError(f"--input {p} must be a folder of images or a .npy array (N, H, W[, C]) / (N, C, H, W), or a "
+                     "shard directory written by 'hiclust shard' "
                      "(for a run trained on features: a .npy, .npz, .csv or .parquet feature file)")
 
 
@@ -209,24 +217,122 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rows(x: Any, start: int, stop: int) -> Any:
+    """Rows ``start:stop`` of a predict input: an ImageDataset (a view of streamed images, nothing
+    read), a DiskRows view, or a tensor / array slice."""
+    from hiclust.data.datasets import ImageDataset
+    from hiclust.data.streaming import is_streamed
+
+    if isinstance(x, ImageDataset):
+        return ImageDataset(_rows(x.images, start, stop), None if x.labels is None else x.labels[start:stop],
+                            x.class_names, x.name, None if x.item_ids is None else x.item_ids[start:stop])
+    if is_streamed(x):
+        return x.take(np.arange(start, stop, dtype=np.int64))
+    return x[start:stop]
+
+
+def _predict_distributed(model: Any, x: Any, n: int) -> dict[str, Any] | None:
+    """:func:`predict_table` of ``x`` (``n`` rows) split over the torchrun ranks: each rank predicts
+    its contiguous block (:func:`hiclust.distributed.block_range`), the blocks are gathered to
+    rank 0 in rank order. Returns the whole table on rank 0, None on the others. A failure on
+    any rank makes every rank raise (no rank is left waiting in the gather)."""
+    from hiclust import distributed as dist_utils
+
+    start, stop = dist_utils.block_range(n)
+    error: BaseException | None = None
+    fields: dict[str, np.ndarray | None] = {}
+    leaf_paths = None
+    try:
+        # A rank without rows (n < world) predicts row 0 and keeps none of it: the arrays it
+        # passes to the gather then have the dtypes and widths of everyone else's.
+        part = predict_table(model, _rows(x, start, stop) if stop > start else _rows(x, 0, 1))
+        keep = stop - start
+        leaf_paths = part["leaf_paths"]
+        index = {path: i for i, path in enumerate(leaf_paths.tolist())}
+        fields["cluster"] = np.asarray(part["cluster"], dtype=np.int64)[:keep]
+        fields["leaf"] = np.fromiter((index[v] for v in part["path"][:keep].tolist()), dtype=np.int64, count=keep)
+        for key in ("leaf_probability", "path_probability", "step_probabilities"):
+            fields[key] = None if part[key] is None else np.asarray(part[key])[:keep]
+    except Exception as exc:  # noqa: BLE001 - every rank must learn of it before the gather
+        error = exc
+    # Which columns exist depends on the model alone, so every rank sends the same ones.
+    dist_utils.agree(error)
+    gathered = {key: None if value is None else dist_utils.gather_rows(value) for key, value in fields.items()}
+    if not dist_utils.is_main():
+        return None
+    table = {key: gathered[key] for key in ("cluster", "leaf_probability", "path_probability", "step_probabilities")}
+    table["path"] = leaf_paths[gathered["leaf"]]
+    table["leaf_paths"] = leaf_paths
+    return table
+
+
+def _write_predictions_atomically(table: dict[str, Any], out: str | Path, names: list[str],
+                                  labels: list[str] | None) -> None:
+    """:func:`write_predictions` into a temporary file beside ``out``, then renamed over it: a
+    failure or a kill leaves no partial CSV (and an existing file untouched)."""
+    import os
+    import tempfile
+
+    from hiclust.checkpoint import _fsync_dir, _new_file_mode
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    mode = _new_file_mode(out)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    try:
+        os.chmod(tmp, mode)
+        write_predictions(table, tmp, names, labels)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(out.parent)
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
+    import hashlib
+
+    from hiclust import distributed as dist_utils
     from hiclust.checkpoint import check_output_file
     from hiclust.cli import load_run_model
     from hiclust.data.feature_files import model_input
 
-    check_output_file(args.out, "--out", "predictions.csv", replace_ok=args.overwrite)  # before the model is loaded
-    model, _ = load_run_model(args.run_dir, args.device)
-    if getattr(model, "hierarchy_", None) is None:
-        raise ValueError(f"the model in {args.run_dir} has no hierarchy; predict paths need CoHiClust")
-    features = len(getattr(model, "input_shape_", ()) or ()) == 1
-    data, names = load_prediction_input(args.input, args.image_size, features=features,
-                                        label_column=args.label_column, id_column=args.id_column)
-    check_input_shape(model, data, args.input)
-    table = predict_table(model, model_input(data))
+    world = dist_utils.world_size()
+    # Under torchrun every rank checks and loads everything itself, and the ranks compare notes
+    # (dist_utils.agree) before the first collective: an error on any rank ends all of them alike.
+    error: BaseException | None = None
+    info: Any = None
+    try:
+        check_output_file(args.out, "--out", "predictions.csv", replace_ok=args.overwrite)  # before the model is loaded
+        model, _ = load_run_model(args.run_dir, args.device)
+        if getattr(model, "hierarchy_", None) is None:
+            raise ValueError(f"the model in {args.run_dir} has no hierarchy; predict paths need CoHiClust")
+        features = len(getattr(model, "input_shape_", ()) or ()) == 1
+        data, names = load_prediction_input(args.input, args.image_size, features=features,
+                                            label_column=args.label_column, id_column=args.id_column)
+        check_input_shape(model, data, args.input)
+        if world > 1:  # the ranks must have read the same items in the same order
+            info = (len(names), hashlib.sha256("\n".join(names).encode("utf-8", "surrogatepass")).hexdigest())
+    except Exception as exc:  # noqa: BLE001 - re-raised by agree on this rank
+        error = exc
+    infos = dist_utils.agree(error, info)
+    if len(set(infos)) > 1:
+        counts = ", ".join(f"rank {r}: {i[0]}" for r, i in enumerate(infos))
+        raise RuntimeError(f"the ranks read different inputs from {args.input} ({counts} items, or other names); "
+                           "every rank must see the same files")
+    if world > 1:
+        table = _predict_distributed(model, model_input(data), len(names))
+        if table is None:  # not rank 0: nothing to write or print
+            return 0
+    else:
+        table = predict_table(model, model_input(data))
     labels = None
     if data.labels is not None and (data.class_names is not None or features):
         labels = [data.class_names[i] if data.class_names is not None else str(i) for i in data.labels.tolist()]
-    write_predictions(table, args.out, names, labels)
+    _write_predictions_atomically(table, args.out, names, labels)
     counts = np.bincount(table["cluster"], minlength=model.hierarchy_.n_leaves)
     print(f"wrote {args.out}: {len(names)} rows; {'items' if features else 'images'} per cluster: {counts.tolist()}")
     return 0
@@ -234,7 +340,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Adds ``tree``, ``report`` and ``predict`` to the ``hiclust`` command."""
-    from hiclust.cli import _add_data_location_flags
+    from hiclust.cli import _add_data_location_flags, add_streaming_flags
 
     fmt = argparse.RawDescriptionHelpFormatter
     p = subparsers.add_parser(
@@ -283,22 +389,29 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "predict", help="assign new images to clusters with their root-to-leaf paths (CSV)", formatter_class=fmt,
         description="Route new images through the run's tree and write one CSV row per image:\n"
-                    "  input             file name (relative to the folder), row index of the array, or the\n"
-                    "                    item id of a feature file (--id-column)\n"
-                    "  label             class sub-folder name (only for folders with class sub-folders)\n"
+                    "  input             file name (relative to the folder), stored item id of a shard directory,\n"
+                    "                    row index of the array, or the item id of a feature file (--id-column)\n"
+                    "  label             class name (folders with class sub-folders, labelled shards)\n"
                     "  cluster           leaf id 0..K-1 (= CoHiClust.predict)\n"
                     "  path              root-to-leaf path, e.g. 'L R R L' (L = left, R = right)\n"
                     "  leaf_probability  probability of that leaf, renormalized over the kept leaves (= predict_proba)\n"
                     "  path_probability  product of the decisions on the path (unnormalized; equal to\n"
                     "                    leaf_probability when no leaf was pruned)\n"
                     "  p_step_1..T       probability of the branch taken at each node of the path\n\n"
+                    "--input: a folder of images (flat, or one sub-folder per class), a shard directory written\n"
+                    "by 'hiclust shard' (dataset.json, index.npz, shard-*.tar), a .npy image array, or for a run\n"
+                    "trained on features a feature file; input over --max-memory is streamed from disk.\n"
                     "The images must have the shape the model was trained on (use --image-size to resize).\n\n"
+                    "Under torchrun each process predicts a contiguous block of the rows and process 0 writes\n"
+                    "the whole CSV (the same file as one process writes), e.g.\n"
+                    "  torchrun --nproc-per-node 4 -m hiclust predict runs/big --input shards/ --out preds.csv\n\n"
                     "example: hiclust predict runs/mnist --input new_digits/ --out predictions.csv",
     )
     p.add_argument("run_dir", help="run directory written by 'hiclust train'")
     p.add_argument("--input", required=True, metavar="PATH",
-                   help="a folder of images (flat, or one sub-folder per class) or a .npy array of images; for a "
-                     "run trained on features, a feature file (.npy, .npz, .csv, .parquet)")
+                   help="a folder of images (flat, or one sub-folder per class), a shard directory written by "
+                   "'hiclust shard', or a .npy array of images; for a run trained on features, a feature file (.npy, "
+                   ".npz, .csv, .parquet)")
     p.add_argument("--out", default="predictions.csv", help="output CSV (default predictions.csv)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.add_argument("--image-size", type=int, default=None, help="resize every input image to this size (square)")
@@ -306,6 +419,7 @@ def register(subparsers: Any) -> None:
                    help="feature files: the column (.csv/.parquet) or array (.npz) holding labels, written to 'label'")
     p.add_argument("--id-column", default=None, metavar="NAME",
                    help="feature files: the column or array holding item ids, written to 'input'")
+    add_streaming_flags(p)
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     p.set_defaults(func=_cmd_predict)

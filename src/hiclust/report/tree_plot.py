@@ -29,6 +29,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from hiclust.hierarchy import Hierarchy, subtree_sums
+from hiclust.data.streaming import iter_batches
 
 __all__ = [
     "plot_tree",
@@ -87,8 +88,10 @@ def _is_features(data: Any) -> bool:
 def _check_dataset(data: Any) -> None:
     if _is_features(data):
         return
+    from hiclust.data.streaming import DiskRows
+
     images = getattr(data, "images", None)
-    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.ndim != 4:
+    if not isinstance(images, (torch.Tensor, DiskRows)) or images.dtype != torch.uint8 or images.ndim != 4:
         raise TypeError(
             "data must be a hiclust.data.ImageDataset (uint8 images (N, C, H, W)); "
             f"got {type(data).__name__}. Build one with ImageDataset.from_numpy(array, labels)."
@@ -260,9 +263,11 @@ def typicality(r: Routing, images: torch.Tensor, chunk: int = 8192, means: np.nd
     out = np.empty(r.n_points)
     pred = torch.from_numpy(r.pred)
     m = torch.from_numpy(means).float()
-    for s in range(0, r.n_points, chunk):  # chunks bound memory; vectorized inside
-        x = images[s:s + chunk].float()
-        out[s:s + chunk] = -((x - m[pred[s:s + chunk]]) ** 2).flatten(1).sum(1).numpy()
+    s = 0
+    for batch in iter_batches(images, chunk):  # chunks bound memory (streamed data: read ahead by workers)
+        x = batch.float()
+        out[s:s + len(x)] = -((x - m[pred[s:s + len(x)]]) ** 2).flatten(1).sum(1).numpy()
+        s += len(x)
     return out
 
 
@@ -272,8 +277,10 @@ def node_means(r: Routing, images: torch.Tensor, chunk: int = 8192) -> np.ndarra
     shape = tuple(images.shape[1:])
     leaf_sum = torch.zeros((h.n_leaves, *shape), dtype=torch.float64)
     pred = torch.from_numpy(r.pred)
-    for s in range(0, r.n_points, chunk):  # chunks: never a float copy of the whole dataset
-        leaf_sum.index_add_(0, pred[s:s + chunk], images[s:s + chunk].double())
+    s = 0
+    for batch in iter_batches(images, chunk):  # chunks: never a float copy of the whole dataset
+        leaf_sum.index_add_(0, pred[s:s + len(batch)], batch.double())
+        s += len(batch)
     sums = np.zeros((h.n_nodes, *shape), dtype=np.float64)
     sums[: h.n_leaves] = leaf_sum.numpy()
     sums = subtree_sums(h.children_array, sums)
@@ -465,7 +472,10 @@ def plot_tree(
     elif not feats:
         score = r.confidence if r.confidence is not None else typicality(r, images)
         idx = top_samples(r, int(n_samples), score)[nodes]
-        pics = image_grid(images.numpy(), idx)
+        used = np.unique(idx[idx >= 0])  # read only the pictured images (streamed data: from disk)
+        local = np.where(idx >= 0, np.searchsorted(used, np.where(idx >= 0, idx, used[0] if used.size else 0)), -1)
+        pics = image_grid(images[torch.from_numpy(used)].numpy() if used.size else
+                          np.zeros((1, *images.shape[1:]), np.uint8), local)
 
     # geometry in inches (data units = inches so images stay square)
     slot = float(np.clip(110.0 / max(lay.n_slots, 1), 0.45, 1.1))
