@@ -27,17 +27,15 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory):
-    """A report of a tiny CoHiClust (depth 3, 2 leaves pruned) on 600 digits."""
-    from hiclust import CoHiClust, load_dataset
+def report(tmp_path_factory, cohiclust_depth3, digits_every_third):
+    """A report of a tiny CoHiClust (depth 3, 2 leaves pruned) on 600 digits (conftest.py: the
+    model tests/test_report.py checks)."""
     from hiclust.report import write_report
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny model: avoids spinning OpenMP threads on a busy 2-core machine
     try:
-        data = load_dataset("digits", split="all").subset(np.arange(0, 1797, 3))
-        model = CoHiClust(n_clusters=6, depth=3, backbone="smallcnn", epochs=8, pretrain_epochs=2, batch_size=128,
-                          verbose=False, seed=0).fit(data)
+        data, model = digits_every_third, cohiclust_depth3
         out = write_report(model, data, tmp_path_factory.mktemp("report") / "report.html", max_images_per_node=12)
         counts = np.bincount(model.predict(data), minlength=model.hierarchy_.n_leaves)
     finally:

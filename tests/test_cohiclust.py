@@ -25,8 +25,9 @@ def small_model(digits):
 def test_cohiclust_learns_digits(digits):
     """Measured on this machine: ACC 0.948, DP 0.880 (seed 0, CPU, 1 thread, 40 epochs of batches
     of 64); seeds 1 and 2 reach ACC 0.931 / 0.905, DP 0.846 / 0.803. (The former 100 epochs of
-    batches of 128 took twice the time for ACC 0.874, and seed 2 of that recipe at 50 epochs stalled
-    at 0.68.) The bar sits under it to leave room for other CPUs' floating-point differences."""
+    batches of 128 took ~2.8 times as long for ACC 0.874; with batches of 128, seed 2 stalled at
+    ACC 0.68 after 50 epochs.) The bar sits under it to leave room for other CPUs' floating-point
+    differences."""
     model = CoHiClust(n_clusters=10, depth=4, backbone="smallcnn", epochs=40, pretrain_epochs=12,
                       batch_size=64, lr=3e-3, verbose=False, seed=0, eval_every=20)
     model.fit(digits)

@@ -5,6 +5,8 @@ file as a script (see the ``__main__`` block). One launch (torch start-up domina
 ``hiclust train`` through ``hiclust.cli.main`` (which joins the process group itself), then the
 unit cases (gather, gradients) in the same process group. Each rank writes its results under an
 output directory that the tests then compare. A timeout makes a hung collective fail the test.
+The runs train on 600 labeled digits (the ``digits_folder`` fixture): the tests compare the ranks
+with each other, which does not need the whole set.
 """
 
 from __future__ import annotations
@@ -29,12 +31,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _launch(case: str, out: Path) -> None:
+def _launch(case: str, out: Path, data: Path) -> None:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
     env.pop("HICLUST_DEBUG", None)
     cmd = [
         sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={WORLD}", "--master_addr=127.0.0.1",
-        f"--master_port={_free_port()}", str(Path(__file__).resolve()), case, str(out),
+        f"--master_port={_free_port()}", str(Path(__file__).resolve()), case, str(out), str(data),
     ]
     try:
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT_S)
@@ -123,7 +125,7 @@ def _worker_unit(out: Path) -> None:
     (out / f"unit{rank}.json").write_text(json.dumps(result))
 
 
-def _worker_train(out: Path) -> None:
+def _worker_train(out: Path, data: str) -> None:
     import hiclust.cli as cli
 
     rank = int(os.environ["RANK"])
@@ -165,7 +167,7 @@ def _worker_train(out: Path) -> None:
     # One process group for the three runs below (cli.main joins it instead of starting its own).
     assert D.init_from_env()
     code = cli.main([
-        "train", "--dataset", "digits", "--out", run_dir, "--n-clusters", "2", "--depth", "2",
+        "train", "--dataset", f"folder:{data}", "--out", run_dir, "--n-clusters", "2", "--depth", "2",
         "--epochs", "3", "--pretrain-epochs", "1", "--prune-start", "1", "--batch-size", "64",
         "--backbone", "smallcnn", "--checkpoint-every", "1", "--threads", "1",
     ])
@@ -174,7 +176,7 @@ def _worker_train(out: Path) -> None:
     others = {}
     for method in ("cc", "simclr"):
         others[f"{method}_code"] = cli.main([
-            "train", "--dataset", "digits", "--method", method, "--out", str((out / method).resolve()),
+            "train", "--dataset", f"folder:{data}", "--method", method, "--out", str((out / method).resolve()),
             "--n-clusters", "3", "--epochs", "2", "--batch-size", "128", "--backbone", "smallcnn", "--threads", "1",
         ])
         trained = captured["models"][-1]
@@ -184,7 +186,7 @@ def _worker_train(out: Path) -> None:
     from hiclust import ContrastiveClustering
     from hiclust.data import load_dataset
 
-    digits = load_dataset("digits")
+    digits = load_dataset(f"folder:{data}")
     cc = ContrastiveClustering(n_clusters=3, epochs=2, batch_size=128, backbone="smallcnn", device="cpu",
                                verbose=False).fit(digits, instance_data=digits.images[:512])
     others["cc_instance_state"] = {k: v.detach().clone() for k, v in cc.model_.state_dict().items()}
@@ -206,9 +208,9 @@ def _worker_train(out: Path) -> None:
 
 # ------------------------------------------------------------------------------ test side
 @pytest.fixture(scope="module")
-def ddp_out(tmp_path_factory) -> Path:
+def ddp_out(tmp_path_factory, digits_folder) -> Path:
     out = tmp_path_factory.mktemp("ddp")
-    _launch("train", out)
+    _launch("train", out, digits_folder)
     return out
 
 
@@ -279,6 +281,6 @@ def test_cc_instance_only_pass_trains_under_two_ranks(train_results):
         torch.testing.assert_close(r0["cc_instance_state"][key], r1["cc_instance_state"][key], rtol=0, atol=0, msg=key)
 
 
-if __name__ == "__main__":  # torchrun worker: test_distributed.py CASE OUT_DIR
+if __name__ == "__main__":  # torchrun worker: test_distributed.py CASE OUT_DIR DATA_DIR
     _case, _out = sys.argv[1], Path(sys.argv[2])
-    {"train": _worker_train}[_case](_out)
+    {"train": _worker_train}[_case](_out, sys.argv[3])

@@ -29,12 +29,16 @@ NODES = 2
 LAUNCH_TIMEOUT_S = 180
 TESTS = Path(__file__).resolve().parent
 # The configuration of both two-node runs: CoHiClust with a pretraining phase, a depth-2 tree and
-# two prunings on digits, a checkpoint after every epoch.
+# two prunings on 600 labeled digits (the ``digits_folder`` fixture), a checkpoint after every epoch.
 TRAIN_ARGS = [
-    "--dataset", "digits", "--n-clusters", "2", "--depth", "2", "--epochs", "3", "--pretrain-epochs", "1",
+    "--n-clusters", "2", "--depth", "2", "--epochs", "3", "--pretrain-epochs", "1",
     "--prune-start", "1", "--batch-size", "64", "--backbone", "smallcnn", "--checkpoint-every", "1",
     "--threads", "1",
 ]
+
+
+def _train_args(data: Path) -> list[str]:
+    return ["--dataset", f"folder:{data}", *TRAIN_ARGS]
 
 
 def _free_port() -> int:
@@ -166,10 +170,10 @@ def _worker(case: str, out: Path, cli_args: list[str]) -> None:
 
 # ------------------------------------------------------------------------------ test side
 @pytest.fixture(scope="module")
-def two_nodes(tmp_path_factory) -> Path:
+def two_nodes(tmp_path_factory, digits_folder) -> Path:
     """The uninterrupted two-node run (c10d rendezvous), then the gradient cases in its group."""
     out = tmp_path_factory.mktemp("nodes")
-    _run_nodes("train+unit", out, [*TRAIN_ARGS, "--out", str(out / "run")], rendezvous="c10d")
+    _run_nodes("train+unit", out, [*_train_args(digits_folder), "--out", str(out / "run")], rendezvous="c10d")
     return out
 
 
@@ -221,11 +225,11 @@ def _history(run: Path) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
 
 
-def test_sigkill_one_rank_then_resume_both_matches_uninterrupted(two_nodes, tmp_path):
+def test_sigkill_one_rank_then_resume_both_matches_uninterrupted(two_nodes, digits_folder, tmp_path):
     from hiclust.checkpoint import load_checkpoint
 
     run = tmp_path / "run"
-    procs = _start_nodes("train", tmp_path, [*TRAIN_ARGS, "--out", str(run)], rendezvous="static")
+    procs = _start_nodes("train", tmp_path, [*_train_args(digits_folder), "--out", str(run)], rendezvous="static")
     # SIGKILL rank 0 (the writer) as soon as its first checkpoint is in place.
     deadline = time.monotonic() + LAUNCH_TIMEOUT_S
     try:

@@ -41,15 +41,15 @@ def one_torch_thread():
 
 
 @pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits", split="all").subset(np.arange(0, 1797, 3))  # 599 images 8x8
+def digits(digits_every_third):
+    return digits_every_third  # 599 images 8x8 (conftest.py)
 
 
 @pytest.fixture(scope="module")
-def model(digits):
-    """Depth 3, two leaves pruned (6 kept)."""
-    return CoHiClust(n_clusters=6, depth=3, backbone="smallcnn", epochs=8, pretrain_epochs=2, batch_size=128,
-                     verbose=False, seed=0).fit(digits)
+def model(cohiclust_depth3):
+    """Depth 3, two leaves pruned (6 kept); trained once in conftest.py (tests/test_browser.py opens
+    a report of the same model)."""
+    return cohiclust_depth3
 
 
 @pytest.fixture(scope="module")
