@@ -784,6 +784,20 @@ def _mixed_colour(path: Path, arrays: list[np.ndarray], files: list[Path]) -> li
     return [a if a.ndim == 3 else np.repeat(a[:, :, None], 3, axis=2) for a in arrays]
 
 
+def _readable(path: Path, files: list[Path], results: list[Any], strict: bool) -> np.ndarray:
+    """(N,) bool mask of the files whose decode/header result is not an error string; the others
+    are refused (``strict``: CorruptImageError naming them) or skipped with one warning."""
+    ok = np.array([not isinstance(r, str) for r in results], dtype=bool)
+    bad = [(files[i], results[i]) for i in np.flatnonzero(~ok)]
+    if bad:
+        listing = "; ".join(f"{p} ({why})" for p, why in bad[:5]) + (" ..." if len(bad) > 5 else "")
+        if strict:
+            raise CorruptImageError(f"{len(bad)} of {len(files)} image files in {path} could not be read: {listing}")
+        warnings.warn(f"skipped {len(bad)} unreadable image file(s) of {len(files)} in {path}: {listing} "
+                      "(pass strict=True to make this an error)", stacklevel=4)
+    return ok
+
+
 def _folder_files(path: Path, name: str) -> tuple[list[Path], np.ndarray | None, list[str] | None]:
     """The image files of a folder in row order, their class ids (None: unlabeled) and the class
     names: one sub-folder per class (sorted names → ids), or images directly inside."""
@@ -829,17 +843,7 @@ def _load_folder(path: Path, *, image_size: int | None, strict: bool, name: str,
     with ThreadPoolExecutor(max_workers=threads) as pool:  # PIL releases the GIL while decoding
         decoded = list(pool.map(lambda p: _decode(p, image_size), files))
 
-    ok = np.array([not isinstance(d, str) for d in decoded], dtype=bool)
-    bad = [(files[i], decoded[i]) for i in np.flatnonzero(~ok)]
-    if bad:
-        listing = "; ".join(f"{p} ({why})" for p, why in bad[:5]) + (" ..." if len(bad) > 5 else "")
-        if strict:
-            raise CorruptImageError(f"{len(bad)} of {len(files)} image files in {path} could not be read: {listing}")
-        warnings.warn(
-            f"skipped {len(bad)} unreadable image file(s) of {len(files)} in {path}: {listing} "
-            "(pass strict=True to make this an error)",
-            stacklevel=3,
-        )
+    ok = _readable(path, files, decoded, strict)
     good = [d for d in decoded if not isinstance(d, str)]
     if not good:
         raise ValueError(f"{path}: none of the {len(files)} image files could be read")
@@ -904,14 +908,7 @@ def _stream_folder(path: Path, files: list[Path], file_labels: np.ndarray | None
 
     with ThreadPoolExecutor(max_workers=min(16, (os.cpu_count() or 1) * 4)) as pool:  # I/O-bound header reads
         heads = list(pool.map(_header, files))
-    ok = np.array([not isinstance(h, str) for h in heads], dtype=bool)
-    bad = [(files[i], heads[i]) for i in np.flatnonzero(~ok)]
-    if bad:
-        listing = "; ".join(f"{p} ({why})" for p, why in bad[:5]) + (" ..." if len(bad) > 5 else "")
-        if strict:
-            raise CorruptImageError(f"{len(bad)} of {len(files)} image files in {path} could not be read: {listing}")
-        warnings.warn(f"skipped {len(bad)} unreadable image file(s) of {len(files)} in {path}: {listing} "
-                      "(pass strict=True to make this an error)", stacklevel=3)
+    ok = _readable(path, files, heads, strict)
     good = [h for h in heads if not isinstance(h, str)]
     good_files = [f for f, k in zip(files, ok) if k]
     if not good:
