@@ -11,7 +11,6 @@ import re
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from hiclust import CoHiClust, load_dataset
@@ -30,16 +29,6 @@ from hiclust.report.tree_plot import node_means, route, top_samples, tree_layout
 
 
 # ------------------------------------------------------------------ fixtures
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models: 1 intra-op thread is as fast alone and ~10x faster when other processes busy
-    the 2 cores (spinning OpenMP threads); restored for the other test files."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def digits(digits_every_third):
     return digits_every_third  # 599 images 8x8 (conftest.py)

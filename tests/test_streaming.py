@@ -19,7 +19,7 @@ import hiclust
 from hiclust.cli import main as cli_main
 from hiclust.data import load_dataset
 from hiclust.data.datasets import CorruptImageError
-from hiclust.data.streaming import (DiskRows, FolderImages, NpyRows, column_stats, configure, memory_budget,
+from hiclust.data.streaming import (FolderImages, NpyRows, column_stats, configure, memory_budget,
                                     parse_memory)
 from hiclust.runs import check_same_data, data_fingerprint, RunDirError
 from hiclust.train import train_loop
