@@ -575,8 +575,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def add_streaming_flags(p: argparse.ArgumentParser) -> None:
     """--max-memory / --workers for every command that reads a dataset (applied in ``main``)."""
     p.add_argument("--max-memory", default=None, metavar="SIZE",
-                   help="memory budget for an image folder or a .npy feature matrix, e.g. 800M or 16G (default auto: a "
-                   "quarter of this machine's memory); larger data is streamed from disk a batch at a time")
+                   help="memory budget for an image folder, a shard directory or a .npy feature matrix, e.g. 800M or 16G "
+                   "(default auto: a quarter of this machine's memory; 0: always stream); larger data is streamed from "
+                   "disk a batch at a time")
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="data-loading processes that read and decode streamed images ahead of the network (default: "
                    "half the CPU cores, at most 8; 0 reads in the main process)")
