@@ -144,9 +144,11 @@ def test_a_file_that_breaks_while_streaming_is_named(folder, tmp_path):
 def test_memory_sizes_and_the_budget():
     assert parse_memory("800M") == 800 * 2**20 and parse_memory("2GiB") == 2 * 2**30 and parse_memory(7) == 7
     assert parse_memory(None) is None and parse_memory("auto") == memory_budget() > 0
-    for bad in ("12Q", "-1G", "G"):
+    for bad in ("12Q", "G", "--1G"):
         with pytest.raises(ValueError, match="cannot read the memory size"):
             parse_memory(bad)
+    with pytest.raises(ValueError, match="cannot be negative, got '-1G'"):
+        parse_memory("-1G")
     try:
         configure(max_memory="3K", workers=2)
         assert memory_budget() == 3072
@@ -163,6 +165,52 @@ def test_cli_refuses_a_bad_budget_before_writing(tmp_path, capsys, folder):
     assert cli_main(["evaluate", str(tmp_path), "--workers", "-1"]) == 2
     assert "--workers" in capsys.readouterr().err
     assert not out.exists()
+
+
+def _exit_status(argv: list[str]) -> int:
+    """cli_main's status, or argparse's (it exits by itself on input it cannot parse)."""
+    try:
+        return cli_main(argv)
+    except SystemExit as exc:
+        return int(exc.code)
+
+
+@pytest.mark.parametrize("flag, value", [("--max-memory", "-5G"), ("--max-memory", "-1"), ("--max-memory", "-0.5G"),
+                                         ("--workers", "-5G"), ("--workers", "abc"), ("--workers", "2.5")])
+@pytest.mark.parametrize("joined", [False, True])
+def test_cli_refuses_negative_or_garbage_streaming_values_in_one_line(tmp_path, capsys, folder, flag, value, joined):
+    """A value that starts with "-" given with a space is no option to argparse's usage dump: the
+    flag's own one-line error, exit 2, nothing written."""
+    out = tmp_path / "run"
+    given = [f"{flag}={value}"] if joined else [flag, value]
+    assert _exit_status(["train", "--dataset", f"folder:{folder}", "--out", str(out), *given]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"hiclust train: error: {flag}") and repr(value) in err[0], err
+    assert "usage:" not in err[0]
+    assert not out.exists()
+
+
+def test_cli_notes_streaming_on_stderr_only_when_it_streams(folder, tmp_path, capsys, monkeypatch):
+    """One note on stderr, naming the size, the budget and --max-memory, when the data is over the
+    budget; none when it fits, and none from the Python API."""
+    import hiclust.data.streaming as streaming
+
+    assert cli_main(["shard", f"folder:{folder}", "--out", str(tmp_path / "st"), "--max-memory", "1K",
+                     "--workers", "0"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "streaming" in line]
+    assert notes == [f"hiclust shard: note: folder:{folder} takes 4.7 KiB in memory, more than the memory budget of "
+                     "1.0 KiB (--max-memory 1K); streaming it from disk a batch at a time (to hold it in memory "
+                     "instead, raise --max-memory above 4.7 KiB)"]
+    assert cli_main(["shard", f"folder:{folder}", "--out", str(tmp_path / "mem")]) == 0  # 4.7 KiB fits "auto"
+    assert "streaming" not in capsys.readouterr().err
+    np.save(tmp_path / "f.npy", np.ones((50, 4), dtype=np.float32))
+    _streamed(f"features:{tmp_path / 'f.npy'}")  # the Python API stays silent, also after a command ran
+    assert capsys.readouterr().err == ""
+    # the default budget ("auto") is named as such: a machine with 4 KiB of memory for data
+    monkeypatch.setattr(streaming, "memory_budget", lambda: 1024)
+    assert cli_main(["shard", f"folder:{folder}", "--out", str(tmp_path / "auto"), "--workers", "0"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "streaming" in line]
+    assert len(notes) == 1 and "budget of 1.0 KiB (--max-memory auto: a quarter of this machine's memory)" in notes[0]
 
 
 def test_fingerprints_agree_between_streamed_and_in_memory(folder):

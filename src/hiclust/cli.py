@@ -577,8 +577,10 @@ def add_streaming_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-memory", default=None, metavar="SIZE",
                    help="memory budget for an image folder, a shard directory or a .npy feature matrix, e.g. 800M or 16G "
                    "(default auto: a quarter of this machine's memory; 0: always stream); larger data is streamed from "
-                   "disk a batch at a time")
-    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   "disk a batch at a time (a note on stderr says so)")
+    # Read as text and checked in main: argparse's own int check would answer "abc" or "-5G"
+    # with its usage dump instead of the one-line error.
+    p.add_argument("--workers", default=None, metavar="N",
                    help="data-loading processes that read and decode streamed images ahead of the network (default: "
                    "half the CPU cores, at most 8; 0 reads in the main process)")
 
@@ -710,7 +712,7 @@ def main(argv: list[str] | None = None) -> int:
     on stderr, nothing written), 130 after Ctrl-C (one line; ``train`` names the ``--resume``
     command)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_negative_values(sys.argv[1:] if argv is None else list(argv)))
     threads = getattr(args, "threads", None)
     if threads is not None:
         if threads < 1:
@@ -718,15 +720,11 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(threads)
-    if getattr(args, "max_memory", None) is not None or getattr(args, "workers", None) is not None:
-        from hiclust.data.streaming import configure
-
-        try:
-            configure(max_memory=args.max_memory, workers=args.workers)
-        except ValueError as exc:
-            flag = "--workers" if "workers" in str(exc) else "--max-memory"
-            print(f"hiclust {args.command}: error: {flag}: {one_line(str(exc)).replace('workers must', 'must')}",
-                  file=sys.stderr)
+    streams = hasattr(args, "max_memory")  # the commands that read a dataset (add_streaming_flags)
+    if streams:
+        problem = _configure_streaming(args)
+        if problem:
+            print(f"hiclust {args.command}: error: {problem}", file=sys.stderr)
             return 2
     import os
     import warnings
@@ -758,10 +756,89 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         warnings.formatwarning = old_format
+        if streams:  # back to the defaults: main may run again in this process (tests, notebooks)
+            from hiclust.data.streaming import configure
+
+            configure()
         if started_group:
             import torch.distributed
 
             torch.distributed.destroy_process_group()
+
+
+_VALUE_FLAGS = ("--max-memory", "--workers")
+
+
+def _join_negative_values(argv: list[str]) -> list[str]:
+    """``--max-memory -5G`` as ``--max-memory=-5G`` (likewise ``--workers``): argparse takes a
+    value that starts with "-" and is not a plain number for an option and answers with its
+    usage dump; joined, the value reaches the flag's own one-line check."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        if tok == "--":  # what follows is positional
+            return out + argv[i:]
+        nxt = argv[i + 1] if i + 1 < len(argv) else None
+        if tok in _VALUE_FLAGS and nxt is not None and nxt.startswith("-") and not nxt.startswith("--") and nxt != "-h":
+            out.append(f"{tok}={nxt}")
+            i += 2
+            continue
+        out.append(tok)
+        i += 1
+    return out
+
+
+def _configure_streaming(args: argparse.Namespace) -> str | None:
+    """Applies --max-memory / --workers and the streaming notice for this command; returns the
+    error (one line, in flag terms) of a bad value, None when both are good."""
+    from hiclust.data.streaming import configure
+
+    workers: int | None = None
+    if args.workers is not None:
+        try:
+            workers = int(args.workers)
+        except ValueError:
+            workers = None
+        if workers is None or workers < 0:
+            return (f"--workers must be a whole number >= 0 (0 reads in the main process), "
+                    f"got {args.workers!r}")
+    try:
+        configure(max_memory=args.max_memory, workers=workers, on_stream=_streaming_notice(args))
+    except ValueError as exc:
+        return f"--max-memory: {one_line(str(exc))}"
+    return None
+
+
+def _size_text(n: int) -> str:
+    """Bytes in powers of 1024, as --max-memory reads them back: 4800 → "4.7 KiB"."""
+    value, unit = float(n), "B"
+    for next_unit in ("KiB", "MiB", "GiB", "TiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, next_unit
+    return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
+
+
+def _streaming_notice(args: argparse.Namespace) -> Callable[[str, int, int], None]:
+    """The ``on_stream`` callback of :func:`hiclust.data.streaming.configure` for this command:
+    one line on stderr per dataset streamed (rank 0 only under torchrun), so that a run much
+    slower than expected, or a budget set too low, is explained."""
+    told: set[str] = set()
+    given = args.max_memory is not None and str(args.max_memory).strip().lower() != "auto"
+    origin = f"--max-memory {args.max_memory.strip()}" if given else "--max-memory auto: a quarter of this machine's memory"
+
+    def notice(name: str, nbytes: int, budget: int) -> None:
+        from hiclust import distributed as dist_utils
+
+        line = (f"hiclust {args.command}: note: {name} takes {_size_text(nbytes)} in memory, more than the memory "
+                f"budget of {_size_text(budget)} ({origin}); streaming it from disk a batch at a time (to hold it in "
+                f"memory instead, raise --max-memory above {_size_text(nbytes)})")
+        if line not in told and dist_utils.is_main():  # data loaded twice (training, evaluation split): once
+            told.add(line)
+            print(line, file=sys.stderr, flush=True)
+
+    return notice
 
 
 # The library's parameter names in messages that reach the command line, as its flags.

@@ -403,7 +403,7 @@ def load_dataset(
         raise ValueError(f"image_size must be a positive int or None, got {image_size!r}")
     if not isinstance(split, str):
         raise TypeError(f"split must be a string, got {type(split).__name__}")
-    from hiclust.data.streaming import parse_memory
+    from hiclust.data.streaming import announce_streamed, parse_memory
 
     budget = parse_memory(max_memory)
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 0):
@@ -415,8 +415,10 @@ def load_dataset(
             raise ValueError(f"{name!r} has no {split!r} split; use split='train' or 'all' (the whole matrix)")
         if image_size is not None:
             raise ValueError(f"{name!r} holds feature vectors, not images; leave out --image-size")
-        return load_feature_file(name[len("features:"):], label_column=label_column, id_column=id_column, name=name,
-                                 max_memory=budget, workers=workers)
+        ds = load_feature_file(name[len("features:"):], label_column=label_column, id_column=id_column, name=name,
+                               max_memory=budget, workers=workers)
+        announce_streamed(ds, budget)  # the command line says so on stderr (see configure)
+        return ds
     if label_column is not None or id_column is not None:
         raise ValueError(f"--label-column and --id-column apply to features:PATH files, not to {name!r}")
     if name.startswith("shards:"):
@@ -429,6 +431,7 @@ def load_dataset(
             raise ValueError(f"{name!r} holds {ds.images.shape[-1]}x{ds.images.shape[-2]} images, not image_size="
                              f"{image_size}; leave it out, or write the shards again with `hiclust shard --image-size "
                              f"{image_size}`")
+        announce_streamed(ds, budget)
         return ds
     for prefix, fn in (("folder:", _load_folder), ("npy:", _load_npy)):
         if name.startswith(prefix):
@@ -438,6 +441,7 @@ def load_dataset(
             if prefix == "folder:":
                 ds = _load_folder(path, image_size=image_size, strict=strict, name=name, max_memory=budget,
                                   workers=workers)
+                announce_streamed(ds, budget)
             else:
                 ds = fn(path, image_size=image_size, strict=strict, name=name)
             return ds if image_size is None or ds.is_streamed else _maybe_resize(ds, image_size)

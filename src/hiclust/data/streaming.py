@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ import torch
 
 __all__ = [
     "configure", "DiskRows", "FolderImages", "NpyRows", "StandardizedRows", "column_stats", "is_streamed", "parse_memory", "memory_budget", "default_workers",
-    "iter_batches",
+    "iter_batches", "announce_streamed",
 ]
 
 
@@ -41,15 +41,32 @@ def is_streamed(x: Any) -> bool:
 
 # Process-wide settings of the command line's --max-memory / --workers (see configure).
 _SETTINGS: dict[str, int | None] = {"max_memory": None, "workers": None}
+# Told (name, bytes in memory, budget) when a dataset is streamed: the command line's notice.
+# None in the Python API, which stays silent (``ds.is_streamed`` says it there).
+_ON_STREAM: Callable[[str, int, int], None] | None = None
 
 
-def configure(max_memory: str | int | None = None, workers: int | None = None) -> None:
+def configure(max_memory: str | int | None = None, workers: int | None = None,
+              on_stream: Callable[[str, int, int], None] | None = None) -> None:
     """Sets what ``max_memory="auto"`` and ``workers=None`` mean for this process (the command
-    line's ``--max-memory`` and ``--workers``); None leaves a setting at its default."""
+    line's ``--max-memory`` and ``--workers``); None leaves a setting at its default.
+    ``on_stream(name, nbytes, budget)`` is called for every dataset :func:`~hiclust.data.load_dataset`
+    streams because its ``nbytes`` exceed the ``budget`` (None: nothing is called)."""
+    global _ON_STREAM
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 0):
         raise ValueError(f"workers must be an integer >= 0 (0: read in the main process), got {workers!r}")
     budget = None if max_memory is None or str(max_memory).strip().lower() == "auto" else parse_memory(max_memory)
     _SETTINGS.update(max_memory=budget, workers=None if workers is None else int(workers))
+    _ON_STREAM = on_stream
+
+
+def announce_streamed(data: Any, budget: int | None) -> None:
+    """Calls the ``on_stream`` callback of :func:`configure` when ``data`` (an ``ImageDataset`` or
+    ``FeatureDataset``) is streamed from disk because it is larger than ``budget`` bytes."""
+    if _ON_STREAM is None or budget is None or not getattr(data, "is_streamed", False):
+        return
+    rows = data.features if hasattr(data, "features") else data.images
+    _ON_STREAM(str(data.name), rows.nbytes_in_memory(), int(budget))
 
 
 def default_workers() -> int:
@@ -80,10 +97,13 @@ def parse_memory(text: str | int | None) -> int | None:
         raise TypeError(f"a memory size must be an int (bytes) or text such as '8G', got {type(text).__name__}")
     if text.strip().lower() == "auto":
         return memory_budget()
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([KMGT]?)(?:I?B)?\s*", text.upper())
+    m = re.fullmatch(r"\s*(-?)([0-9]*\.?[0-9]+)\s*([KMGT]?)(?:I?B)?\s*", text.upper())
+    if m is not None and m.group(1):
+        raise ValueError(f"a memory size cannot be negative, got {text.strip()!r}; write e.g. 800M, 8G, auto, "
+                         "or 0 to always stream")
     if m is None:
         raise ValueError(f"cannot read the memory size {text!r}; write e.g. 800M, 8G or auto")
-    return int(float(m.group(1)) * _UNITS[m.group(2)])
+    return int(float(m.group(2)) * _UNITS[m.group(3)])
 
 
 def memory_budget() -> int:
