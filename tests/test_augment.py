@@ -14,6 +14,7 @@ from PIL import Image
 from hiclust.data.augment import (
     DATASET_AUGMENTATION,
     BatchAugment,
+    _Params,
     adjust_brightness,
     adjust_contrast,
     adjust_hue,
@@ -367,3 +368,89 @@ def test_random_parameters_follow_torchvision_distributions() -> None:
     ours_factor = (left[colour] / ramp[0, 0, 0, 0]).numpy()
     tv_factor = np.array([float(ColorJitter.get_params((0.6, 1.4), None, None, None)[1]) for _ in range(n)])
     assert ks_2samp(ours_factor, tv_factor).statistic < 0.06
+
+
+def _draw_like_forward(aug: BatchAugment, x: torch.Tensor, seed: int) -> _Params:
+    """The parameters ``aug(x, generator=Generator().manual_seed(seed))`` draws (same order, same stream)."""
+    g = torch.Generator().manual_seed(seed)
+    b, c, h, w = x.shape
+    return aug._draw(b, c, h, w, lambda *shape: torch.rand(*shape, generator=g))
+
+
+@pytest.mark.parametrize("padding_mode", ["border", "zeros"])
+def test_separable_geometry_matches_affine_grid_sample(padding_mode: str) -> None:
+    # Rotation-free crops (with flips and translations that leave the image) are resampled with two
+    # per-sample interpolation matrices; the reference is affine_grid + grid_sample on the same theta.
+    x = torch.rand(40, 3, 21, 34, generator=torch.Generator().manual_seed(6))
+    aug = BatchAugment(17, crop_scale=(0.05, 1.0), crop_ratio=(0.5, 2.0), hflip_p=0.5, translate=0.3, jitter_p=0.0,
+                       grayscale_p=0.0, padding_mode=padding_mode)
+    y = aug(x, generator=torch.Generator().manual_seed(7))
+    theta = _draw_like_forward(aug, x, 7).theta
+    grid = F.affine_grid(theta, [40, 3, 17, 17], align_corners=False)
+    ref = F.grid_sample(x, grid, mode="bilinear", padding_mode=padding_mode, align_corners=False)
+    # grid_sample's float32 coordinates are off by up to ~1e-6 px here; the matrices use float64 ones
+    torch.testing.assert_close(y, ref, atol=2e-5, rtol=0)
+
+
+def test_adjust_hue_matches_hsv_round_trip_and_torchvision() -> None:
+    x = torch.rand(6, 3, 10, 10, generator=torch.Generator().manual_seed(8))
+    x[:, :, 0, 0] = 0.4  # gray
+    x[:, :, 0, 1] = torch.tensor([0.9, 0.9, 0.2])  # ties for the max: r = g
+    x[:, :, 0, 2] = torch.tensor([0.7, 0.1, 0.7])  # r = b
+    x[:, :, 0, 3] = torch.tensor([0.2, 0.8, 0.8])  # g = b
+    x[:, :, 0, 4] = torch.tensor([1.0, 0.0, 0.0])  # pure red
+    x[:, :, 0, 5] = torch.tensor([0.3, 0.3000001, 0.3])  # nearly gray
+    shifts = torch.tensor([0.0, 0.5, -0.5, 0.13, -0.37, 0.49])
+    y = adjust_hue(x, shifts)
+    hsv = rgb_to_hsv(x)
+    hsv[:, 0] = torch.remainder(hsv[:, 0] + shifts.reshape(-1, 1, 1), 1.0)
+    torch.testing.assert_close(y, hsv_to_rgb(hsv), atol=2e-6, rtol=0)
+    for i, s in enumerate(shifts.tolist()):
+        torch.testing.assert_close(y[i], TF.adjust_hue(x[i], s), atol=2e-6, rtol=0)
+    # whole turns are dropped: 0.7 turns = −0.3 turns
+    torch.testing.assert_close(adjust_hue(x, 0.7), adjust_hue(x, -0.3), atol=2e-6, rtol=0)
+
+
+def _sequential_jitter(img: torch.Tensor, ops: list[int], factors: list[float], hue: float) -> torch.Tensor:
+    """torchvision's functional ops, one image, in the given order (op ids as in BatchAugment._draw_jitter)."""
+    for op, f in zip(ops, factors):
+        if op == 0:
+            img = TF.adjust_brightness(img, f)
+        elif op == 1:
+            img = TF.adjust_contrast(img, f)
+        elif op == 2:
+            img = TF.adjust_saturation(img, f)
+        elif op == 3:
+            img = TF.adjust_hue(img, hue)
+    return img
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("random_order", [True, False])
+def test_batched_jitter_equals_torchvision_ops_in_sequence(channels: int, random_order: bool) -> None:
+    # Strong factors (up to 1.9) on uniform noise: most images clip at 0 or 1 after some op, so the
+    # per-op clipping is exercised. Geometry is the identity (matrices exact to ~1e-14 there).
+    x = torch.rand(48, channels, 12, 12, generator=torch.Generator().manual_seed(9))
+    aug = BatchAugment(12, **dict(NO_RANDOM, jitter_p=0.8), jitter=(0.9, 0.9, 0.9, 0.5), jitter_random_order=random_order)
+    y = aug(x, generator=torch.Generator().manual_seed(10))
+    p = _draw_like_forward(aug, x, 10)
+    clipping = 0
+    for i in range(48):
+        factors = p.blend[i, :, 0].tolist()
+        ref = _sequential_jitter(x[i], p.ops[i], factors, float(p.hue[i]))
+        torch.testing.assert_close(y[i], ref, atol=1e-5, rtol=0)
+        # brightness or contrast ≥ 1.2 on noise in [0, 1] pushes the brightest pixels above 1
+        clipping += any(o in (0, 1) and f >= 1.2 for o, f in zip(p.ops[i], factors))
+    assert clipping >= 12
+    assert sum(any(o >= 0 for o in row) for row in p.ops) < 48  # some samples get no jitter (p = 0.8)
+
+
+def test_cpu_chunking_does_not_change_the_output(monkeypatch: pytest.MonkeyPatch) -> None:
+    import hiclust.data.augment as augment_module
+
+    x = _images(10, 3, 20, 20)
+    aug = augmentation_preset("simclr_blur", 96, 3, blur_p=0.5)
+    whole = aug(x, generator=torch.Generator().manual_seed(11))
+    monkeypatch.setattr(augment_module, "_CPU_CHUNK_ELEMS", 1)  # one image per chunk
+    assert augment_module._chunk_rows(x, 96) == 1
+    torch.testing.assert_close(aug(x, generator=torch.Generator().manual_seed(11)), whole, atol=1e-6, rtol=0)
