@@ -96,7 +96,11 @@ def test_rejects_inputs_of_another_shape(small_model):
 
 def test_feature_matrix_input(digits):
     x = digits.images[:256].reshape(256, -1).float().numpy() / 255
-    model = CoHiClust(n_clusters=4, depth=2, epochs=3, pretrain_epochs=1, batch_size=64, verbose=False).fit(x)
-    assert type(model.model_.backbone).__name__ == "MLP"
+    model = CoHiClust(n_clusters=4, depth=2, epochs=3, pretrain_epochs=1, batch_size=64, verbose=False,
+                      backbone="mlp").fit(x)
+    assert type(model.model_.backbone).__name__ == "MLP" and model.backbone_ == "mlp"
+    # backbone "auto" on these 256 rows: no network, the tree splits the inputs
+    auto = CoHiClust(n_clusters=4, depth=2, epochs=2, verbose=False).fit(x)
+    assert type(auto.model_.backbone).__name__ == "InputSpace" and auto.backbone_ == "input"
     assert model.predict_proba(x).shape == (256, 4)
     assert set(np.unique(model.labels_)) <= set(range(4))

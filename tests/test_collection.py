@@ -142,9 +142,12 @@ def test_defaults_fit_small_data_and_leave_given_values_alone():
     from hiclust.methods import CoHiClust
     from hiclust.runs import load_config_file
 
-    params, notes = cli.derive_defaults(RunConfig("cohiclust", "features:x.npy", params={"n_clusters": 3}), 178)
+    params, notes = cli.derive_defaults(RunConfig("cohiclust", "folder:x", params={"n_clusters": 3}), 178)
     assert params["batch_size"] <= 178 // 4 and "--batch-size 32" in notes
     CoHiClust(**params)._schedule()  # a schedule that fits
+    # a small feature matrix in input-space mode keeps the estimator's own defaults
+    assert cli.derive_defaults(RunConfig("cohiclust", "features:x.npy", params={"n_clusters": 3}), 178,
+                               input_space=True) == ({"n_clusters": 3}, [])
     # K = 10 (depth 4: 6 prunings) with --epochs 6: pre-training shortened so that they fit
     params, _ = cli.derive_defaults(RunConfig("cohiclust", "digits", params={"n_clusters": 10, "epochs": 6}), 1797)
     assert params["pretrain_epochs"] == 0 and CoHiClust(**params)._schedule() == (4, 0, 0)
@@ -258,9 +261,9 @@ ROUND2 = [
     ("predict-before-training", ["predict", "{tmp}/ok_run", "--input", "{in}/matrix.npy"], FileNotFoundError,
      r"has no model\.pt or checkpoint\.pt yet; train it first"),
     ("lr-nan", ["train", "--dataset", "features:{in}/matrix.npy", *FEAT, "--lr", "nan"], ValueError,
-     r"--lr must be a float in the range \(0.0, inf\). Got nan"),
+     r"--lr must be a float in the range \(0.0, inf\) or None. Got nan"),
     ("lr-negative", ["train", "--dataset", "features:{in}/matrix.npy", *FEAT, "--lr", "-1"], ValueError,
-     r"--lr must be a float in the range \(0.0, inf\). Got -1.0"),
+     r"--lr must be a float in the range \(0.0, inf\) or None. Got -1.0"),
     ("weight-decay-negative", ["train", "--dataset", "features:{in}/matrix.npy", *FEAT, "--weight-decay", "-1"],
      ValueError, r"--weight-decay must be a float in the range \[0.0, inf\)"),
     ("temperature-0-in-yaml", ["train", "--config", "{in}/t0.yaml", "--dataset", "features:{in}/matrix.npy", *FEAT],

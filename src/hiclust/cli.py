@@ -108,9 +108,11 @@ def in_flag_terms(cls: type, message: str) -> str:
     return message
 
 
-def derive_defaults(config: Any, n: int) -> tuple[dict[str, Any], list[str]]:
+def derive_defaults(config: Any, n: int, input_space: bool = False) -> tuple[dict[str, Any], list[str]]:
     """Parameters that fit a dataset of ``n`` items where ``config.params`` leaves them out
-    (given values, a preset's included, are never changed).
+    (given values, a preset's included, are never changed). Nothing is derived for a CoHiClust
+    run on a feature matrix in input-space mode (``input_space``): the estimator's own defaults
+    are made for small matrices (several passes per epoch, no pre-training).
 
     * ``batch_size``: the class default (256) when n >= 4 * 256, else the largest power of two
       <= n / 4 (at least 2): several full batches per epoch.
@@ -127,7 +129,7 @@ def derive_defaults(config: Any, n: int) -> tuple[dict[str, Any], list[str]]:
     from hiclust.methods import METHODS
 
     cls = METHODS.get(config.method)
-    if cls is None:
+    if cls is None or (input_space and config.method == "cohiclust"):
         return dict(config.params), []
     params = dict(config.params)
     defaults = {k: v.default for k, v in inspect.signature(cls.__init__).parameters.items() if k != "self"}
@@ -160,6 +162,19 @@ def derive_defaults(config: Any, n: int) -> tuple[dict[str, Any], list[str]]:
         if "pretrain_epochs" not in params and params.get("prune_start") is None and epochs // 3 > epochs - n_prune >= 0:
             derive("pretrain_epochs", epochs - n_prune)  # the default epochs // 3 would leave too few
     return params, notes
+
+
+def _input_space_run(config: Any, data: Any) -> bool:
+    """Whether ``config`` trains CoHiClust on the feature matrix ``data`` in input-space mode."""
+    from hiclust.data.feature_files import FeatureDataset
+
+    if config.method != "cohiclust" or not isinstance(data, FeatureDataset):
+        return False
+    from hiclust.methods import CoHiClust
+    from hiclust.methods.base import prepare_data
+
+    backbone = config.params.get("backbone", "auto")
+    return isinstance(backbone, str) and CoHiClust(backbone=backbone)._input_space(prepare_data(data.features))
 
 
 def validate_estimator(model: Any) -> None:
@@ -305,7 +320,7 @@ def run_training(
     if download and main_rank:
         dist_utils.barrier()
     if not resume:  # a resumed run keeps the parameters it was started with
-        params, notes = derive_defaults(config, len(data))
+        params, notes = derive_defaults(config, len(data), _input_space_run(config, data))
         config = replace(config, params=params)
         if notes and main_rank:
             print(f"fitted to the data ({len(data):,} items): {', '.join(notes)}", file=sys.stderr)
@@ -602,7 +617,8 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", help="digits, mnist5k, mnist, fashion_mnist, cifar10, cifar100_20, stl10, imagenet10, "
                    "imagenet_dogs, folder:PATH (images), npy:PATH (an image array), shards:DIR (written by `hiclust "
                    "shard`), features:PATH (a feature "
-                   "matrix: .npy, .npz with X[/y], .csv or .parquet; trains with the MLP backbone)")
+                   "matrix: .npy, .npz with X[/y], .csv or .parquet; CoHiClust splits its standardized rows directly below "
+                   "1,000 rows and trains an MLP on larger ones, see --backbone)")
     p.add_argument("--label-column", default=None, metavar="NAME",
                    help="features:PATH: the column (.csv/.parquet) or array (.npz) holding labels (optional; .npz "
                    "files use 'y' or 'labels' when present)")

@@ -312,12 +312,16 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
         if k is not None and k > n:
             raise ValueError(f"n_clusters={k} is larger than the number of samples ({n}); lower n_clusters")
         bs = getattr(self, "batch_size", None)
-        if bs is not None and bs > n:
+        if bs is not None and bs > self._rows_per_epoch(data):
             raise ValueError(f"batch_size={bs} is larger than the dataset ({n} samples); use batch_size <= {n}")
         if dist_utils.world_size() > 1 and bs is not None and bs % dist_utils.world_size():
             raise ValueError(
                 f"batch_size={bs} (the global batch) must be divisible by the {dist_utils.world_size()} processes"
             )
+
+    def _rows_per_epoch(self, data: PreparedData) -> int:
+        """Rows an epoch iterates over (default: the N samples); a batch may not exceed it."""
+        return int(data.x.shape[0])
 
     def _build_model(self) -> nn.Module:
         raise NotImplementedError

@@ -10,15 +10,27 @@ import torch
 from torch import nn
 
 from hiclust import distributed as dist_utils
+from hiclust.data.features import NeighbourViews
+from hiclust.data.streaming import is_streamed
 from hiclust.losses import leaf_probabilities
 from hiclust.losses.modules import CoHiClustLoss
 from hiclust.methods.base import DeepClusterer, Phase, PreparedData, common, default_depth
-from hiclust.methods.params import Integral, Interval, Param, Real, StrOptions
-from hiclust.nn import ProjectionHead, TreeHead
+from hiclust.methods.params import Integral, Interval, Param, Real, RegistryOptions, StrOptions
+from hiclust.nn import BACKBONES, InputSpace, ProjectionHead, TreeHead
 
 __all__ = ["CoHiClust", "CoHiClustNet", "DecisionPath"]
 
 MAX_DEPTH = 10
+# Feature matrices with fewer rows than this are clustered in their input space by default
+# (backbone "auto"): too few samples to train a network on, measured in benchmarks/RESULTS.md.
+INPUT_SPACE_MAX_ROWS = 1000
+# Input-space mode: nearest neighbours per row for the second view, the views' noise (in column
+# standard deviations), the learning rate of its single linear layer, and the least number of
+# steps per epoch (small matrices are passed over several times per epoch).
+INPUT_SPACE_NEIGHBOURS = 10
+INPUT_SPACE_NOISE = 1.0
+INPUT_SPACE_LR = 1e-2
+INPUT_SPACE_MIN_STEPS = 8
 
 
 class CoHiClustNet(nn.Module):
@@ -123,22 +135,32 @@ class CoHiClust(DeepClusterer):
         "n_clusters", "backbone", "epochs", "batch_size", "lr", "weight_decay", "temperature", "projection_dim",
         "image_size", "augmentation", "eval_every", "device", "seed", "random_state", "verbose",
         n_clusters=Param(Interval(Integral, 1, None, closed="left"), "K, the number of leaves kept (at most 2^depth)."),
+        backbone=Param([RegistryOptions({"auto", "input"}, BACKBONES), nn.Module],
+                       "The network f: 'auto' (a small CNN for images up to 28 px with one channel, ResNet18 "
+                       "for other images; for a feature matrix 'input' below 1,000 rows, an MLP otherwise), "
+                       "'input' (feature matrices only: no network, the tree splits the standardized inputs; "
+                       "views are each row and a nearest neighbour, with noise), 'mlp', a name from "
+                       "hiclust.nn.BACKBONES, or an nn.Module with a feature_dim attribute."),
+        lr=Param([Interval(Real, 0, None, closed="neither"), None],
+                 "Adam learning rate; None: 1e-3, or 1e-2 in input-space mode (backbone 'input')."),
         depth=Param([Interval(Integral, 1, MAX_DEPTH, closed="both"), None],
                     "T, depth of the complete tree (2^T leaves before pruning); None: ceil(log2 K)."),
         epochs=Param(Interval(Integral, 1, None, closed="left"), "Total epochs, pre-training included.",
                      resume="free"),
         pretrain_epochs=Param([Interval(Integral, 0, None, closed="left"), None],
-                              "Epochs of NT-Xent alone before the tree terms; None: epochs // 3."),
+                              "Epochs of NT-Xent alone before the tree terms; None: epochs // 3 (0 in "
+                              "input-space mode, which has no network to pre-train)."),
         prune_start=Param([Interval(Integral, 0, None, closed="left"), None],
                           "0-based epoch at whose end pruning starts (one leaf per epoch); None: 10% into the "
-                          "tree phase, leaving room for all 2^T − K prunings."),
+                          "tree phase (30% in input-space mode), leaving room for all 2^T − K prunings."),
         lr_schedule=Param([StrOptions({"cosine"}), None],
                           "None (constant lr, the reference) or 'cosine' (annealed to 0 over epochs, "
                           "stepped per epoch)."),
         cohiloss_form=Param(StrOptions({"reference", "paper"}),
                             "'reference' (the authors' code) or 'paper' (the published formula)."),
         balance_weight=Param([Interval(Real, 0, None, closed="left"), None],
-                             "Weight of the balance term R1; None: 2^−T as in the reference."),
+                             "Weight of the balance term R1; None: 2^−T as in the reference (0 in input-space "
+                             "mode: R1 pulls splits to 50/50, which measured features' classes rarely are)."),
         nt_xent_weight=Param(Interval(Real, 0, None, closed="left"),
                              "Weight of NT-Xent; 0 reproduces the ablation without it."),
     )
@@ -152,7 +174,7 @@ class CoHiClust(DeepClusterer):
         pretrain_epochs: int | None = None,
         prune_start: int | None = None,
         batch_size: int = 256,
-        lr: float = 1e-3,
+        lr: float | None = None,
         weight_decay: float = 1e-6,
         lr_schedule: str | None = None,
         temperature: float = 0.5,
@@ -192,7 +214,38 @@ class CoHiClust(DeepClusterer):
         self.verbose = verbose
 
     # ----------------------------------------------------------------------------- configuration
-    def _schedule(self) -> tuple[int, int, int]:
+    def _input_space(self, data: PreparedData) -> bool:
+        """Whether this fit clusters a feature matrix in its input space (backbone 'input', or
+        'auto' on an in-memory matrix of fewer than INPUT_SPACE_MAX_ROWS rows)."""
+        if data.is_image:
+            if self.backbone == "input":
+                raise ValueError("backbone='input' is for feature matrices; use 'auto' or a network name for images")
+            return False
+        if self.backbone == "input":
+            if is_streamed(data.x):
+                raise ValueError(
+                    "backbone='input' needs the feature matrix in memory (it draws nearest neighbours); "
+                    "raise the memory budget (max_memory / --max-memory) or use backbone='mlp'"
+                )
+            return True
+        return self.backbone == "auto" and not is_streamed(data.x) and data.x.shape[0] < INPUT_SPACE_MAX_ROWS
+
+    def _rows_per_epoch(self, data: PreparedData) -> int:
+        n = int(data.x.shape[0])
+        return n * self._passes(n, self.batch_size) if self._input_space(data) else n
+
+    @staticmethod
+    def _passes(n: int, batch_size: int) -> int:
+        """Passes over n rows per epoch in input-space mode: enough for INPUT_SPACE_MIN_STEPS
+        batches, so that a 150-row matrix gets as many steps per epoch as a large one."""
+        return max(1, math.ceil(INPUT_SPACE_MIN_STEPS * batch_size / n))
+
+    def _lr(self) -> float:
+        if self.lr is not None:
+            return float(self.lr)
+        return INPUT_SPACE_LR if getattr(self, "backbone_", None) == "input" else 1e-3
+
+    def _schedule(self, input_space: bool = False) -> tuple[int, int, int]:
         """(depth, pretrain_epochs, prune_start) resolved from the parameters (and checked)."""
         k = self.n_clusters
         depth = default_depth(k) if self.depth is None else int(self.depth)
@@ -201,7 +254,10 @@ class CoHiClust(DeepClusterer):
                 f"n_clusters={k} is larger than the 2^depth = {2**depth} leaves of a depth-{depth} tree; "
                 f"use depth >= {default_depth(k)}"
             )
-        pretrain = self.epochs // 3 if self.pretrain_epochs is None else self.pretrain_epochs
+        if self.pretrain_epochs is not None:
+            pretrain = self.pretrain_epochs
+        else:
+            pretrain = 0 if input_space else self.epochs // 3
         if not 0 <= pretrain < self.epochs:
             raise ValueError(
                 f"pretrain_epochs={pretrain} must be in [0, epochs) so that the tree is trained at all (epochs={self.epochs})"
@@ -209,7 +265,11 @@ class CoHiClust(DeepClusterer):
         n_prune = 2**depth - k
         tree_epochs = self.epochs - pretrain
         if self.prune_start is None:
-            prune_start = pretrain + max(0, min(tree_epochs // 10, tree_epochs - n_prune))
+            # Input-space trees are pruned later (30%, not 10%, into the tree phase): pruned at
+            # 10%, a linear tree on iris had not yet separated its two overlapping classes and
+            # one of its three leaves ended up empty (benchmarks/RESULTS.md, "Feature matrices").
+            share = 0.3 if input_space else 0.1
+            prune_start = pretrain + max(0, min(int(tree_epochs * share), tree_epochs - n_prune))
         else:
             prune_start = self.prune_start
         if n_prune and (prune_start < pretrain or prune_start + n_prune > self.epochs):
@@ -222,28 +282,66 @@ class CoHiClust(DeepClusterer):
 
     def _check_params_vs_input(self, data: PreparedData) -> None:
         super()._check_params_vs_input(data)
-        self._schedule()
+        if not data.is_image:
+            n, k = int(data.x.shape[0]), self.n_clusters
+            if n < 2 * k:
+                raise ValueError(
+                    f"n_clusters={k} needs at least 2·K = {2 * k} rows, got {n}; lower n_clusters or add rows"
+                )
+            if not is_streamed(data.x) and n > 1 and bool((data.x == data.x[:1]).all()):
+                raise ValueError(
+                    f"every column of the feature matrix is constant (all {n} rows are identical); there is "
+                    "nothing to cluster: check that the right matrix was passed"
+                )
+        self._schedule(self._input_space(data))
 
     def _resume_free_params(self) -> frozenset[str]:
         # More epochs may be asked for on resume, unless a schedule was planned over the old count.
         return self._resume_free if self.lr_schedule is None else self._resume_free - {"epochs"}
 
     def _build_model(self) -> CoHiClustNet:
-        backbone = self._backbone_for(self.input_shape_, self.image_size_ or 0)
+        if self.backbone_ == "input":
+            backbone: nn.Module = InputSpace(self.input_shape_[0])
+        else:
+            backbone = self._backbone_for(self.input_shape_, self.image_size_ or 0)
         return CoHiClustNet(backbone, self.depth_, self.projection_dim)
 
     # ----------------------------------------------------------------------------------- training
     def _init_fit_state(self, data: PreparedData) -> None:
-        self.depth_, self._pretrain, self._prune_start = self._schedule()
+        input_space = self._input_space(data)
+        # Resolved once and saved with the model: "input", "mlp" (other feature backbones) or
+        # None (images); a loaded model rebuilds the same network without the data.
+        self.backbone_ = "input" if input_space else (None if data.is_image else "mlp")
+        self.depth_, self._pretrain, self._prune_start = self._schedule(input_space)
+        self._feature_views: NeighbourViews | None = None
         device = getattr(self, "device_", torch.device("cpu"))
         self.leaf_mask_ = torch.ones(2**self.depth_, device=device)
         self.pruned_leaves_: list[int] = []
         self._mass = torch.zeros(2**self.depth_, device=device)
-        self._loss = CoHiClustLoss(self.temperature, self.cohiloss_form, self.balance_weight, self.nt_xent_weight,
+        balance = self.balance_weight if self.balance_weight is not None or not input_space else 0.0
+        self._loss = CoHiClustLoss(self.temperature, self.cohiloss_form, balance, self.nt_xent_weight,
                                    gather_distributed=True)
 
     def _phases(self, data: PreparedData) -> list[Phase]:
-        return [Phase("train", epochs=self.epochs, lr=self.lr, schedule=self.lr_schedule)]
+        if self.backbone_ == "input" and self._feature_views is None:
+            from hiclust.losses.dec import knn_graph
+
+            k = min(INPUT_SPACE_NEIGHBOURS, self._x.shape[0] - 1)
+            neighbours, _ = knn_graph(self._x, k)  # exact, deterministic: a resumed run finds the same
+            self._feature_views = NeighbourViews(self._x, neighbours, INPUT_SPACE_NOISE).to(self.device_)
+        return [Phase("train", epochs=self.epochs, lr=self._lr(), schedule=self.lr_schedule)]
+
+    def _phase_data(self, phase: Phase) -> torch.Tensor:
+        if self._feature_views is None:
+            return super()._phase_data(phase)
+        # Input-space steps draw rows by index (the second view is a neighbour of the first).
+        n = self._x.shape[0]
+        return torch.arange(n, device=self.device_).repeat(self._passes(n, self.batch_size))
+
+    def _views(self, batch: torch.Tensor) -> torch.Tensor:
+        if self._feature_views is None:
+            return super()._views(batch)
+        return self._feature_views(batch, generator=self._generators["augment"])
 
     def _train_module(self) -> nn.Module:
         return _TrainForward(self.model_)
@@ -331,7 +429,8 @@ class CoHiClust(DeepClusterer):
 
     # ---------------------------------------------------------------------------- persistence
     def _extra_state(self) -> dict[str, Any]:
-        return {"depth": self.depth_, "leaf_mask": self.leaf_mask_.cpu(), "pruned_leaves": list(self.pruned_leaves_)}
+        return {"depth": self.depth_, "leaf_mask": self.leaf_mask_.cpu(), "pruned_leaves": list(self.pruned_leaves_),
+                "backbone": self.backbone_}
 
     def _load_extra_state(self, state: dict[str, Any], path: Any) -> None:
         if getattr(self, "depth_", state["depth"]) != state["depth"]:
@@ -341,3 +440,5 @@ class CoHiClust(DeepClusterer):
         self.depth_ = int(state["depth"])
         self.leaf_mask_ = state["leaf_mask"].to(self.device_)
         self.pruned_leaves_ = [int(v) for v in state["pruned_leaves"]]
+        # Models saved before input-space mode existed trained an MLP on every feature matrix.
+        self.backbone_ = state.get("backbone", "mlp" if len(self.input_shape_) == 1 else None)

@@ -3,6 +3,7 @@
 from hiclust.nn.backbones import (
     BACKBONES,
     MLP,
+    InputSpace,
     ResNetBackbone,
     SmallCNN,
     build_backbone,
@@ -12,6 +13,6 @@ from hiclust.nn.backbones import (
 from hiclust.nn.heads import ClusterHead, ProjectionHead, TreeHead
 
 __all__ = [
-    "BACKBONES", "build_backbone", "register_backbone", "default_backbone", "ResNetBackbone", "SmallCNN", "MLP",
+    "BACKBONES", "build_backbone", "register_backbone", "default_backbone", "ResNetBackbone", "SmallCNN", "MLP", "InputSpace",
     "ProjectionHead", "TreeHead", "ClusterHead",
 ]

@@ -44,6 +44,7 @@ __all__ = [
     "ResNetBackbone",
     "SmallCNN",
     "MLP",
+    "InputSpace",
     "smallcnn",
     "resnet18",
     "resnet34",
@@ -285,6 +286,26 @@ class LinearBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.relu(self.norm(self.linear(x)))
+
+
+class InputSpace(nn.Module):
+    """No learned backbone: the (standardized) feature vectors themselves are the features h, so
+    the tree head's splits are hyperplanes of the input space. CoHiClust uses it for small
+    feature matrices, where a learned network has too few samples to learn from.
+
+    Shapes: input (B, D) or (B, ...) with D elements per sample, output (B, D) float32.
+
+    >>> import torch
+    >>> InputSpace(3)(torch.ones(2, 3)).shape, InputSpace(3).feature_dim
+    (torch.Size([2, 3]), 3)
+    """
+
+    def __init__(self, in_features: int) -> None:
+        super().__init__()
+        self.feature_dim: int = int(in_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1).float()
 
 
 class MLP(nn.Module):

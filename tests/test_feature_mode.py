@@ -1,0 +1,104 @@
+"""CoHiClust on feature matrices: input-space mode (no network, neighbour + noise views), its
+views, its choice under backbone='auto', its refusals and its persistence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hiclust import CoHiClust
+from hiclust.data.features import NeighbourViews
+from hiclust.methods.base import prepare_data
+from hiclust.metrics import clustering_accuracy
+
+
+def _blobs(seed: int = 0, sizes: tuple[int, ...] = (60, 100, 40), dim: int = 5, spread: float = 0.6):
+    """Unequal Gaussian blobs 4 apart along different axes: (N, dim) float32 and labels."""
+    rng = np.random.default_rng(seed)
+    centres = 4.0 * np.eye(len(sizes), dim)
+    x = np.concatenate([c + spread * rng.standard_normal((n, dim)) for c, n in zip(centres, sizes)])
+    y = np.repeat(np.arange(len(sizes)), sizes)
+    return x.astype(np.float32), y
+
+
+def test_neighbour_views_shape_rows_and_per_sample_neighbours():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(50, 4)
+    neighbours = torch.stack([(torch.arange(50) + s) % 50 for s in (1, 2, 3)], dim=1)  # (50, 3)
+    views = NeighbourViews(x, neighbours, noise=0.0)
+    idx = torch.arange(50).repeat(20)  # each sample 20 times
+    out = views(idx, generator=gen)
+    assert out.shape == (2000, 4) and out.dtype == torch.float32
+    torch.testing.assert_close(out[:1000], x[idx])  # first view: the row itself
+    # Second view: one of the row's own neighbours, drawn per sample (all three occur).
+    second = out[1000:]
+    match = (second[:, None, :] == x[neighbours[idx]]).all(-1)  # (1000, 3)
+    assert bool(match.any(1).all())
+    assert set(match.float().argmax(1).tolist()) == {0, 1, 2}
+    # Noise: zero-mean, standard deviation as asked, independent per coordinate.
+    noisy = NeighbourViews(x, neighbours, noise=0.5)(torch.zeros(4000, dtype=torch.long), generator=gen)[:4000]
+    eps = noisy - x[0]
+    assert abs(float(eps.mean())) < 0.02 and abs(float(eps.std()) - 0.5) < 0.02
+    with pytest.raises(ValueError, match="noise"):
+        NeighbourViews(x, neighbours, noise=-1.0)
+    with pytest.raises(ValueError, match="neighbours"):
+        NeighbourViews(x, neighbours[:10])
+
+
+def test_auto_backbone_is_the_input_space_below_1000_rows_only():
+    model = CoHiClust(n_clusters=3)
+    small, _ = _blobs()
+    assert model._input_space(prepare_data(small))
+    big = np.random.default_rng(0).standard_normal((1000, 5)).astype(np.float32)
+    assert not model._input_space(prepare_data(big))
+    assert CoHiClust(n_clusters=3, backbone="input")._input_space(prepare_data(big))
+    assert not CoHiClust(n_clusters=3, backbone="mlp")._input_space(prepare_data(small))
+    with pytest.raises(ValueError, match="feature matrices"):
+        CoHiClust(n_clusters=3, backbone="input")._input_space(prepare_data(np.zeros((8, 1, 8, 8), np.uint8)))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_input_space_mode_learns_unequal_blobs_on_every_seed(seed):
+    x, y = _blobs(seed)
+    # Only n_clusters and a short schedule: batch_size stays at its default 256 > N = 200.
+    model = CoHiClust(n_clusters=3, epochs=30, random_state=seed, verbose=False, device="cpu").fit(x)
+    assert model.backbone_ == "input"
+    assert clustering_accuracy(y, model.labels_) >= 0.97
+    assert model.hierarchy_.to_linkage().shape == (2, 4)
+    first = model.history_[0]  # R1 is recorded but weighted 0 in input-space mode
+    assert first["balance"] > 0 and first["loss"] == pytest.approx(first["nt_xent"] + first["cohiloss"], abs=1e-5)
+
+
+def test_input_space_model_saves_loads_and_resumes(tmp_path):
+    x, _ = _blobs(3, sizes=(40, 40, 40))
+    params = dict(n_clusters=3, epochs=6, prune_start=2, verbose=False, device="cpu")
+    full = CoHiClust(**params).fit(x)
+    full.save(tmp_path / "m.pt")
+    loaded = CoHiClust.load(tmp_path / "m.pt")
+    assert loaded.backbone_ == "input" and not any(p.numel() for p in loaded.model_.backbone.parameters())
+    np.testing.assert_array_equal(loaded.predict(x), full.predict(x))
+
+    ck = tmp_path / "ck.pt"
+
+    def stop_after_three(record):
+        if record["epoch"] == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        CoHiClust(**params).fit(x, checkpoint=ck, checkpoint_every=1, callback=stop_after_three)
+    resumed = CoHiClust(**params).fit(x, checkpoint=ck, checkpoint_every=1, resume=True)
+    assert [h["epoch"] for h in resumed.history_] == list(range(1, 7))
+    np.testing.assert_allclose(resumed.predict_proba(x), full.predict_proba(x), rtol=1e-4, atol=1e-5)
+
+
+def test_feature_matrices_that_cannot_be_clustered_get_one_clear_error():
+    x, _ = _blobs()
+    with pytest.raises(ValueError, match=r"at least 2·K = 8 rows, got 7"):
+        CoHiClust(n_clusters=4, verbose=False).fit(x[:7])
+    with pytest.raises(ValueError, match="every column of the feature matrix is constant"):
+        CoHiClust(n_clusters=2, verbose=False).fit(np.ones((20, 3), np.float32))
+    bad = x.copy()
+    bad[5, 1] = np.nan
+    with pytest.raises(ValueError, match=r"NaN or infinite values \(rows \[5\]"):
+        CoHiClust(n_clusters=3, verbose=False).fit(bad)
