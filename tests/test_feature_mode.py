@@ -66,8 +66,9 @@ def test_input_space_mode_learns_unequal_blobs_on_every_seed(seed):
     assert model.backbone_ == "input"
     assert clustering_accuracy(y, model.labels_) >= 0.97
     assert model.hierarchy_.to_linkage().shape == (2, 4)
-    first = model.history_[0]  # R1 is recorded but weighted 0 in input-space mode
-    assert first["balance"] > 0 and first["loss"] == pytest.approx(first["nt_xent"] + first["cohiloss"], abs=1e-5)
+    first = model.history_[0]  # R1 is recorded but weighted 0; no NT-Xent in input-space mode
+    assert first["balance"] > 0 and "nt_xent" not in first
+    assert first["loss"] == pytest.approx(first["cohiloss"], abs=1e-6)
 
 
 def test_input_space_model_saves_loads_and_resumes(tmp_path):
@@ -102,3 +103,18 @@ def test_feature_matrices_that_cannot_be_clustered_get_one_clear_error():
     bad[5, 1] = np.nan
     with pytest.raises(ValueError, match=r"NaN or infinite values \(rows \[5\]"):
         CoHiClust(n_clusters=3, verbose=False).fit(bad)
+
+
+def test_cohiclust_loss_without_projections_is_the_tree_terms_only():
+    from hiclust.losses import cohiloss, tree_balance_loss
+    from hiclust.losses.modules import CoHiClustLoss
+
+    gen = torch.Generator().manual_seed(0)
+    d_a, d_b = torch.rand(16, 3, generator=gen), torch.rand(16, 3, generator=gen)
+    mask = torch.tensor([1.0, 1.0, 0.0, 1.0])
+    terms = CoHiClustLoss(balance_weight=0.3)(None, None, d_a, d_b, leaf_mask=mask)
+    assert set(terms) == {"cohiloss", "balance", "loss"}
+    expected = cohiloss(d_a, d_b, mask) + 0.3 * tree_balance_loss(d_a, d_b, mask)
+    torch.testing.assert_close(terms["loss"], expected)
+    with pytest.raises(ValueError, match="projections"):
+        CoHiClustLoss()(None, None)

@@ -228,8 +228,8 @@ class CoHiClustLoss(_GatheringLoss):
 
         Parameters
         ----------
-        z_a, z_b : torch.Tensor, shape (N, D)
-            Projections of the two views.
+        z_a, z_b : torch.Tensor, shape (N, D), or None
+            Projections of the two views; None (both, with decisions given) leaves NT-Xent out.
         d_a, d_b : torch.Tensor, shape (N, 2^T − 1), optional
             Tree-head decisions (probability of going left, heap order) of the two views; both or
             neither. Without them only NT-Xent is computed.
@@ -240,17 +240,25 @@ class CoHiClustLoss(_GatheringLoss):
         Returns
         -------
         dict of str to torch.Tensor
-            Scalars ``"nt_xent"``, and with decisions ``"cohiloss"`` and ``"balance"`` (R1 before
-            its weight); ``"loss"`` = nt_xent_weight·nt_xent [+ cohiloss + balance_weight·balance].
+            Scalars ``"nt_xent"`` (with projections), and with decisions ``"cohiloss"`` and
+            ``"balance"`` (R1 before its weight); ``"loss"`` = nt_xent_weight·nt_xent
+            [+ cohiloss + balance_weight·balance].
         """
         if (d_a is None) != (d_b is None):
             raise ValueError("pass the decisions of both views (d_a and d_b) or of neither")
-        if d_a is None:
-            z_a, z_b = self._maybe_gather(z_a, z_b)
+        if (z_a is None) != (z_b is None) or (z_a is None and d_a is None):
+            raise ValueError("pass the projections of both views (z_a and z_b), or of neither with decisions")
+        if z_a is None:  # no projection head in use (CoHiClust's input-space mode): no NT-Xent term
+            d_a, d_b = self._maybe_gather(d_a, d_b)
+            terms: dict[str, torch.Tensor] = {}
+            loss = d_a.new_zeros(())
         else:
-            z_a, z_b, d_a, d_b = self._maybe_gather(z_a, z_b, d_a, d_b)
-        terms = {"nt_xent": nt_xent(z_a, z_b, self.temperature)}
-        loss = self.nt_xent_weight * terms["nt_xent"]
+            if d_a is None:
+                z_a, z_b = self._maybe_gather(z_a, z_b)
+            else:
+                z_a, z_b, d_a, d_b = self._maybe_gather(z_a, z_b, d_a, d_b)
+            terms = {"nt_xent": nt_xent(z_a, z_b, self.temperature)}
+            loss = self.nt_xent_weight * terms["nt_xent"]
         if d_a is not None:
             if self.balance_weight is None:
                 balance_weight = 2.0 ** -depth_from_decisions(d_a.shape[1])

@@ -58,7 +58,9 @@ class _TrainForward(nn.Module):
         super().__init__()
         self.net = net
 
-    def forward(self, x: torch.Tensor, with_tree: bool) -> tuple[torch.Tensor, ...]:
+    def forward(self, x: torch.Tensor, with_tree: bool, with_projection: bool = True) -> tuple[torch.Tensor, ...]:
+        if not with_projection:  # input-space mode: the tree alone (nothing below it to pre-train)
+            return (self.net.tree(self.net.backbone(x)),)
         _, z, decisions = self.net(x)
         return (z, decisions) if with_tree else (z,)
 
@@ -139,7 +141,7 @@ class CoHiClust(DeepClusterer):
                        "The network f: 'auto' (a small CNN for images up to 28 px with one channel, ResNet18 "
                        "for other images; for a feature matrix 'input' below 1,000 rows, an MLP otherwise), "
                        "'input' (feature matrices only: no network, the tree splits the standardized inputs; "
-                       "views are each row and a nearest neighbour, with noise), 'mlp', a name from "
+                       "views are each row and a nearest neighbour, with noise; no NT-Xent), 'mlp', a name from "
                        "hiclust.nn.BACKBONES, or an nn.Module with a feature_dim attribute."),
         lr=Param([Interval(Real, 0, None, closed="neither"), None],
                  "Adam learning rate; None: 1e-3, or 1e-2 in input-space mode (backbone 'input')."),
@@ -347,15 +349,21 @@ class CoHiClust(DeepClusterer):
         return _TrainForward(self.model_)
 
     def _find_unused_parameters(self, phase: Phase, start_epoch: int) -> bool:
-        return start_epoch < self._pretrain  # the tree head idles in pre-training only
+        # The tree head idles in pre-training; the projection head throughout input-space mode.
+        return start_epoch < self._pretrain or self.backbone_ == "input"
 
     def _training_step(self, phase: Phase, batch: torch.Tensor, epoch: int) -> dict[str, torch.Tensor]:
         b = batch.shape[0]
         with_tree = epoch >= self._pretrain
+        # Input-space mode trains the tree alone: with no network beneath it, NT-Xent on the
+        # projection head could not change the tree (and cost ~5× the tree's own step).
+        with_projection = self.backbone_ != "input"
         with self._autocast():
-            outs = self._net(self._views(batch), with_tree)
+            outs = self._net(self._views(batch), with_tree, with_projection)
         # [z_a, z_b] (+ [d_a, d_b]): row j of each half comes from the same image.
         halves = [half for out in outs for half in (out[:b].float(), out[b:].float())]
+        if not with_projection:
+            halves = [None, None, *halves]
         terms = self._loss(*halves, leaf_mask=self.leaf_mask_ if with_tree else None)
         if with_tree:
             # Local rows; summed over the ranks at the epoch's end, so all ranks prune alike.
