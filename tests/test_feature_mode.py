@@ -118,3 +118,13 @@ def test_cohiclust_loss_without_projections_is_the_tree_terms_only():
     torch.testing.assert_close(terms["loss"], expected)
     with pytest.raises(ValueError, match="projections"):
         CoHiClustLoss()(None, None)
+
+
+def test_cli_refuses_backbone_input_on_images_in_one_line(tmp_path, capsys):
+    from hiclust import cli
+
+    rc = cli.main(["train", "--dataset", "digits", "--backbone", "input", "--n-clusters", "10",
+                   "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "--backbone input is for feature matrices" in err[0]
+    assert not (tmp_path / "run").exists()

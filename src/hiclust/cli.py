@@ -168,7 +168,12 @@ def _input_space_run(config: Any, data: Any) -> bool:
     """Whether ``config`` trains CoHiClust on the feature matrix ``data`` in input-space mode."""
     from hiclust.data.feature_files import FeatureDataset
 
-    if config.method != "cohiclust" or not isinstance(data, FeatureDataset):
+    if config.method != "cohiclust":
+        return False
+    if not isinstance(data, FeatureDataset):
+        if config.params.get("backbone") == "input":  # refused here, before any other output
+            raise ValueError("--backbone input is for feature matrices (--dataset features:PATH); for images leave "
+                             "--backbone out or name a network")
         return False
     from hiclust.methods import CoHiClust
     from hiclust.methods.base import prepare_data
