@@ -175,11 +175,12 @@ def _input_space_run(config: Any, data: Any) -> bool:
             raise ValueError("--backbone input is for feature matrices (--dataset features:PATH); for images leave "
                              "--backbone out or name a network")
         return False
-    from hiclust.methods import CoHiClust
-    from hiclust.methods.base import prepare_data
+    from hiclust.data.streaming import is_streamed
+    from hiclust.methods.cohiclust import default_input_space
 
+    # Decided from the shape alone: no pass over the matrix before the estimator makes its own.
     backbone = config.params.get("backbone", "auto")
-    return isinstance(backbone, str) and CoHiClust(backbone=backbone)._input_space(prepare_data(data.features))
+    return backbone == "input" or default_input_space(backbone, len(data.features), is_streamed(data.features))
 
 
 def validate_estimator(model: Any) -> None:

@@ -33,6 +33,12 @@ INPUT_SPACE_LR = 1e-2
 INPUT_SPACE_MIN_STEPS = 8
 
 
+def default_input_space(backbone: Any, n_rows: int, streamed: bool) -> bool:
+    """Whether ``backbone`` 'auto' puts a feature matrix of ``n_rows`` rows in input-space mode:
+    below INPUT_SPACE_MAX_ROWS rows held in memory (its views need every row's neighbours)."""
+    return backbone == "auto" and not streamed and n_rows < INPUT_SPACE_MAX_ROWS
+
+
 class CoHiClustNet(nn.Module):
     """Backbone f, projection head g and tree head π."""
 
@@ -230,7 +236,7 @@ class CoHiClust(DeepClusterer):
                     "raise the memory budget (max_memory / --max-memory) or use backbone='mlp'"
                 )
             return True
-        return self.backbone == "auto" and not is_streamed(data.x) and data.x.shape[0] < INPUT_SPACE_MAX_ROWS
+        return default_input_space(self.backbone, int(data.x.shape[0]), is_streamed(data.x))
 
     def _rows_per_epoch(self, data: PreparedData) -> int:
         n = int(data.x.shape[0])
