@@ -8,6 +8,10 @@ Inputs, the same matrix for every method:
   mnist_pca50                          PCA-50 of the 70,000 MNIST images (pixels / 255, not
                                        standardized); needs --mnist-root (bash
                                        /work/shared/data/get_mnist.sh DIR)
+  mnist10k_pca64                       PCA-64 of the first 10,000 MNIST images (the issue's
+                                       "10,000 × 64" size); needs --mnist-root
+  embedding                            an encoder's representation of MNIST: the .npz (X, y) that
+                                       make_mnist_embedding.py writes; needs --embedding PATH
 
 DP is dendrogram purity over each method's tree of the K clusters (points attached). Ward and
 average linkage need the O(N²) distance matrix: on more than --max-agglomerative rows they are
@@ -29,15 +33,20 @@ import numpy as np
 SKLEARN_SETS = ("wine", "breast_cancer", "iris", "digits")
 
 
-def load_matrix(name: str, mnist_root: str | None) -> tuple[np.ndarray, np.ndarray, int]:
+def load_matrix(name: str, mnist_root: str | None, embedding: str | None = None) -> tuple[np.ndarray, np.ndarray, int]:
     """(X (N, D) float32, y (N,), K) of a benchmark dataset."""
+    if name == "embedding":
+        if embedding is None:
+            raise SystemExit("embedding needs --embedding PATH (python benchmarks/make_mnist_embedding.py ...)")
+        with np.load(embedding) as f:
+            return f["X"].astype(np.float32), f["y"], int(np.unique(f["y"]).size)
     if name in SKLEARN_SETS:
         import sklearn.datasets as skd
         from sklearn.preprocessing import StandardScaler
 
         bunch = getattr(skd, f"load_{name}")()
         return StandardScaler().fit_transform(bunch.data).astype(np.float32), bunch.target, int(np.unique(bunch.target).size)
-    if name == "mnist_pca50":
+    if name in ("mnist_pca50", "mnist10k_pca64"):
         from sklearn.decomposition import PCA
 
         from hiclust.data import load_dataset
@@ -45,9 +54,11 @@ def load_matrix(name: str, mnist_root: str | None) -> tuple[np.ndarray, np.ndarr
         if mnist_root is None:
             raise SystemExit("mnist_pca50 needs --mnist-root (bash /work/shared/data/get_mnist.sh DIR)")
         ds = load_dataset("mnist", root=mnist_root, split="all")
-        x = ds.images.reshape(ds.images.shape[0], -1).float().numpy() / 255.0
-        return PCA(50, random_state=0).fit_transform(x).astype(np.float32), ds.labels.numpy(), 10
-    raise SystemExit(f"unknown dataset {name!r}; choose from {', '.join(SKLEARN_SETS)}, mnist_pca50")
+        rows = 70_000 if name == "mnist_pca50" else 10_000
+        x = ds.images[:rows].reshape(rows, -1).float().numpy() / 255.0
+        dims = 50 if name == "mnist_pca50" else 64
+        return PCA(dims, random_state=0).fit_transform(x).astype(np.float32), ds.labels[:rows].numpy(), 10
+    raise SystemExit(f"unknown dataset {name!r}; choose from {', '.join(SKLEARN_SETS)}, mnist_pca50, mnist10k_pca64")
 
 
 def _ward_large(x: np.ndarray, k: int):
@@ -70,6 +81,7 @@ def main() -> None:
     p.add_argument("--methods", default="kmeans,ward,average,bisecting_kmeans,cohiclust")
     p.add_argument("--seeds", default="0,1,2", help="CoHiClust seeds (the baselines run once, random_state 0)")
     p.add_argument("--mnist-root", default=None)
+    p.add_argument("--embedding", default=None, help="the .npz of make_mnist_embedding.py (dataset 'embedding')")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--max-agglomerative", type=int, default=20000)
     p.add_argument("--device", default="cpu")
@@ -85,7 +97,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     for name in [d.strip() for d in args.datasets.split(",") if d.strip()]:
-        x, y, k = load_matrix(name, args.mnist_root)
+        x, y, k = load_matrix(name, args.mnist_root, args.embedding)
         n, d = x.shape
 
         def emit(method: str, seed: int | None, labels: np.ndarray, hierarchy, seconds: float, **extra) -> None:

@@ -148,6 +148,9 @@ def test_defaults_fit_small_data_and_leave_given_values_alone():
     # a small feature matrix in input-space mode keeps the estimator's own defaults
     assert cli.derive_defaults(RunConfig("cohiclust", "features:x.npy", params={"n_clusters": 3}), 178,
                                input_space=True) == ({"n_clusters": 3}, [])
+    # a larger one (MLP mode): CoHiClust resolves its own epochs (about 800 steps); batch as usual
+    assert cli.derive_defaults(RunConfig("cohiclust", "features:x.npy", params={"n_clusters": 10}), 70_000,
+                               feature_matrix=True) == ({"n_clusters": 10}, [])
     # K = 10 (depth 4: 6 prunings) with --epochs 6: pre-training shortened so that they fit
     params, _ = cli.derive_defaults(RunConfig("cohiclust", "digits", params={"n_clusters": 10, "epochs": 6}), 1797)
     assert params["pretrain_epochs"] == 0 and CoHiClust(**params)._schedule() == (4, 0, 0)
@@ -247,7 +250,8 @@ ROUND2 = [
      ValueError, r"--batch-size 21 is larger than the dataset \(20 samples\); use --batch-size <= 20"),
     ("epochs-too-few-to-prune", ["train", "--dataset", "npy:{in}/imgs.npy", *FEAT, "--n-clusters", "10",
                                  "--epochs", "4"], ValueError,
-     r"pruning 6 leaves one per epoch .* needs --pretrain-epochs \(\d\) <= --prune-start .* <= --epochs \(4\)"),
+     r"pruning 6 leaves one per epoch .* needs --pretrain-epochs \(\d\) <= --prune-start .* <= --epochs \(4\); "
+     r"raise --epochs \(to at least 8 with these settings\)"),
     ("demo-epochs-too-few", ["demo", "--epochs", "4", "--out", "{tmp}/out"], ValueError,
      r"--epochs must be at least 6 for the demo"),
     ("run-json-invalid", ["evaluate", "{in}/run_badjson"], RunDirError, r"run\.json is not valid JSON"),
@@ -261,9 +265,9 @@ ROUND2 = [
     ("predict-before-training", ["predict", "{tmp}/ok_run", "--input", "{in}/matrix.npy"], FileNotFoundError,
      r"has no model\.pt or checkpoint\.pt yet; train it first"),
     ("lr-nan", ["train", "--dataset", "features:{in}/matrix.npy", *FEAT, "--lr", "nan"], ValueError,
-     r"--lr must be a float in the range \(0.0, inf\) or None. Got nan"),
+     r"--lr must be a float in the range \(0.0, inf\). Got nan"),
     ("lr-negative", ["train", "--dataset", "features:{in}/matrix.npy", *FEAT, "--lr", "-1"], ValueError,
-     r"--lr must be a float in the range \(0.0, inf\) or None. Got -1.0"),
+     r"--lr must be a float in the range \(0.0, inf\). Got -1.0"),
     ("weight-decay-negative", ["train", "--dataset", "features:{in}/matrix.npy", *FEAT, "--weight-decay", "-1"],
      ValueError, r"--weight-decay must be a float in the range \[0.0, inf\)"),
     ("temperature-0-in-yaml", ["train", "--config", "{in}/t0.yaml", "--dataset", "features:{in}/matrix.npy", *FEAT],

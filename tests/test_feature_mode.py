@@ -71,6 +71,38 @@ def test_input_space_mode_learns_unequal_blobs_on_every_seed(seed):
     assert first["loss"] == pytest.approx(first["cohiloss"], abs=1e-6)
 
 
+def test_mlp_mode_default_epochs_aim_at_about_800_steps():
+    def epochs(n: int, k: int = 10, **kw) -> int:
+        model = CoHiClust(n_clusters=k, **kw)
+        data = prepare_data(np.zeros((n, 2), np.float32))
+        resolved = model._epochs(data, model._input_space(data))
+        model._schedule(model._input_space(data), resolved)  # a schedule that fits
+        return resolved
+
+    assert epochs(1797) == 100  # 7 steps of 256 per epoch: capped at 100 epochs (700 steps)
+    assert epochs(10_000) == 21  # 39 steps per epoch: ceil(800 / 39)
+    assert epochs(70_000) == 8  # 273 steps per epoch: the floor of 8 epochs
+    model = CoHiClust(n_clusters=10)
+    assert model._schedule(False, 8) == (4, 1, 1)  # pre-training shortened: 6 prunings + 1 epoch after
+    assert epochs(70_000, k=100) == 30  # 1 epoch of pre-training, 28 prunings, 1 epoch after them
+    assert epochs(70_000, pretrain_epochs=5) == 12
+    assert epochs(500) == 100 and epochs(70_000, epochs=7, k=4) == 7  # input-space mode; given value
+    assert CoHiClust()._epochs(prepare_data(np.zeros((70_000, 1, 8, 8), np.uint8))) == 100  # images
+
+
+def test_mlp_mode_learns_from_neighbour_views_and_names_the_feature_augmentations():
+    x, y = _blobs(0, sizes=(300, 500, 400), dim=8, spread=1.2)
+    model = CoHiClust(n_clusters=3, epochs=15, batch_size=64, random_state=0, verbose=False, device="cpu").fit(x)
+    assert model.backbone_ == "mlp" and model._neighbour_views(prepare_data(x))
+    assert clustering_accuracy(y, model.labels_) >= 0.97
+    noise = CoHiClust(n_clusters=3, augmentation="noise")
+    assert not noise._neighbour_views(prepare_data(x))
+    with pytest.raises(ValueError, match="for a feature matrix use one of 'auto', 'neighbours', 'noise'"):
+        CoHiClust(n_clusters=3, augmentation="simclr")._neighbour_views(prepare_data(x))
+    with pytest.raises(ValueError, match="input-space mode"):
+        CoHiClust(n_clusters=3, augmentation="noise", backbone="input")._neighbour_views(prepare_data(x))
+
+
 def test_input_space_model_saves_loads_and_resumes(tmp_path):
     x, _ = _blobs(3, sizes=(40, 40, 40))
     params = dict(n_clusters=3, epochs=6, prune_start=2, verbose=False, device="cpu")

@@ -110,9 +110,10 @@ def test_fit_on_memory_mapped_features_equals_the_in_memory_fit(tmp_path):
     mem, st = load_dataset(f"features:{tmp_path / 'f.npy'}"), _streamed(f"features:{tmp_path / 'f.npy'}")
     assert isinstance(st.features, NpyRows) and st.features.shape == (200, 6)
     assert torch.equal(st.features[np.arange(200)], mem.features)
-    # backbone given: "auto" would cluster the 200 in-memory rows in their input space, which
-    # needs every row at once (nearest neighbours), and a streamed matrix with an MLP
-    kw = dict(n_clusters=2, epochs=3, batch_size=32, random_state=0, verbose=False, device="cpu", backbone="mlp")
+    # backbone and augmentation given: "auto" would cluster the 200 in-memory rows in their input
+    # space, and train an MLP on neighbour views; both need every row at once (nearest neighbours)
+    kw = dict(n_clusters=2, epochs=3, batch_size=32, random_state=0, verbose=False, device="cpu", backbone="mlp",
+              augmentation="noise")
     a, b = hiclust.CoHiClust(**kw).fit(mem.features), hiclust.CoHiClust(**kw).fit(st.features)
     assert np.array_equal(a.predict_proba(mem.features), b.predict_proba(st.features))
     y = np.repeat([0, 1], 100)

@@ -108,11 +108,14 @@ def in_flag_terms(cls: type, message: str) -> str:
     return message
 
 
-def derive_defaults(config: Any, n: int, input_space: bool = False) -> tuple[dict[str, Any], list[str]]:
+def derive_defaults(config: Any, n: int, input_space: bool = False,
+                    feature_matrix: bool = False) -> tuple[dict[str, Any], list[str]]:
     """Parameters that fit a dataset of ``n`` items where ``config.params`` leaves them out
     (given values, a preset's included, are never changed). Nothing is derived for a CoHiClust
     run on a feature matrix in input-space mode (``input_space``): the estimator's own defaults
-    are made for small matrices (several passes per epoch, no pre-training).
+    are made for small matrices (several passes per epoch, no pre-training). On any other
+    feature matrix (``feature_matrix``) CoHiClust's epochs are left to the estimator too (about
+    800 optimizer steps); only the batch size is derived.
 
     * ``batch_size``: the class default (256) when n >= 4 * 256, else the largest power of two
       <= n / 4 (at least 2): several full batches per epoch.
@@ -145,8 +148,9 @@ def derive_defaults(config: Any, n: int, input_space: bool = False) -> tuple[dic
         if n < 4 * bs:
             bs = max(2, 2 ** int(math.floor(math.log2(max(n // 4, 1)))))
         derive("batch_size", bs)
-    if config.method == "cohiclust":
+    if config.method == "cohiclust" and not feature_matrix:
         from hiclust.methods.base import default_depth
+        from hiclust.methods.cohiclust import DEFAULT_EPOCHS
 
         k = int(params.get("n_clusters", defaults["n_clusters"]))
         depth = params.get("depth") or default_depth(k)
@@ -155,10 +159,10 @@ def derive_defaults(config: Any, n: int, input_space: bool = False) -> tuple[dic
         if "epochs" not in params:
             pre = params.get("pretrain_epochs")
             need = (int(pre) if pre is not None else 0) + n_prune + 10
-            epochs = max(int(defaults["epochs"]), min(300, math.ceil(1000 / steps)),
+            epochs = max(DEFAULT_EPOCHS, min(300, math.ceil(1000 / steps)),
                          need if pre is not None else math.ceil(1.5 * (n_prune + 10)))
             derive("epochs", epochs)
-        epochs = int(params.get("epochs", defaults["epochs"]))
+        epochs = int(params.get("epochs") or DEFAULT_EPOCHS)
         if "pretrain_epochs" not in params and params.get("prune_start") is None and epochs // 3 > epochs - n_prune >= 0:
             derive("pretrain_epochs", epochs - n_prune)  # the default epochs // 3 would leave too few
     return params, notes
@@ -194,6 +198,7 @@ def validate_estimator(model: Any) -> None:
     except InvalidParameterError as exc:
         msg = re.sub(r"^The '(\w+)' parameter of \w+",
                      lambda m: flag_for_param(type(model), m.group(1)), str(exc))
+        msg = msg.replace(" or None. Got", ". Got")  # a flag left out is None; it cannot be given as None
         raise ValueError(msg) from None
 
 
@@ -326,7 +331,10 @@ def run_training(
     if download and main_rank:
         dist_utils.barrier()
     if not resume:  # a resumed run keeps the parameters it was started with
-        params, notes = derive_defaults(config, len(data), _input_space_run(config, data))
+        from hiclust.data.feature_files import FeatureDataset
+
+        params, notes = derive_defaults(config, len(data), _input_space_run(config, data),
+                                        feature_matrix=isinstance(data, FeatureDataset))
         config = replace(config, params=params)
         if notes and main_rank:
             print(f"fitted to the data ({len(data):,} items): {', '.join(notes)}", file=sys.stderr)

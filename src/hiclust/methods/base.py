@@ -626,7 +626,7 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
             self.__dict__.pop(name, None)
 
     def _make_optimizer(self, phase: Phase) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.model_.parameters(), lr=phase.lr, weight_decay=self.weight_decay)
+        return torch.optim.Adam(self.model_.parameters(), lr=phase.lr, weight_decay=self.weight_decay, fused=True)
 
     def _run_phase(self, phase: Phase, start_epoch: int, opt_state: Any, sched_state: Any) -> None:
         """A standard phase: ``phase.epochs`` epochs of ``_training_step`` over shuffled batches."""

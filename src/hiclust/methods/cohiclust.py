@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any, NamedTuple
 
@@ -31,6 +32,19 @@ INPUT_SPACE_NEIGHBOURS = 10
 INPUT_SPACE_NOISE = 1.0
 INPUT_SPACE_LR = 1e-2
 INPUT_SPACE_MIN_STEPS = 8
+# MLP mode on a feature matrix held in memory: the second view is a nearest neighbour too (as
+# in input-space mode), with noise of this sd (column sds), and ``epochs=None`` trains for about
+# FEATURE_STEPS optimizer steps, at least FEATURE_MIN_EPOCHS and at most DEFAULT_EPOCHS epochs
+# (more where the prunings need them; pre-training is then shortened to fit)
+# (benchmarks/RESULTS.md, "Feature matrices": more steps did not help, and 70,000 rows × 100
+# epochs took 35 minutes on 2 cores).
+FEATURE_NEIGHBOUR_NOISE = 0.1
+FEATURE_STEPS = 800
+FEATURE_MIN_EPOCHS = 8
+DEFAULT_EPOCHS = 100
+# ``augmentation`` values for a feature matrix: 'neighbours' (NeighbourViews), 'noise'
+# (FeatureAugment: masking and Gaussian noise), 'auto' (neighbours when the matrix is in memory).
+FEATURE_AUGMENTATIONS = ("auto", "neighbours", "noise")
 
 
 def default_input_space(backbone: Any, n_rows: int, streamed: bool) -> bool:
@@ -151,13 +165,22 @@ class CoHiClust(DeepClusterer):
                        "hiclust.nn.BACKBONES, or an nn.Module with a feature_dim attribute."),
         lr=Param([Interval(Real, 0, None, closed="neither"), None],
                  "Adam learning rate; None: 1e-3, or 1e-2 in input-space mode (backbone 'input')."),
+        augmentation=Param([str, nn.Module],
+                           "Images: 'auto' (chosen by dataset, see hiclust.data.augment), a preset name, or a "
+                           "module mapping a uint8 batch to an augmented float batch. Feature matrices: "
+                           "'neighbours' (each row and one of its 10 nearest neighbours, with noise), 'noise' "
+                           "(feature masking and Gaussian noise) or 'auto' (neighbours for a matrix in memory, "
+                           "noise for a streamed one)."),
         depth=Param([Interval(Integral, 1, MAX_DEPTH, closed="both"), None],
                     "T, depth of the complete tree (2^T leaves before pruning); None: ceil(log2 K)."),
-        epochs=Param(Interval(Integral, 1, None, closed="left"), "Total epochs, pre-training included.",
+        epochs=Param([Interval(Integral, 1, None, closed="left"), None],
+                     "Total epochs, pre-training included; None: 100, except for a feature matrix in MLP mode: "
+                     "about 800 optimizer steps (8 to 100 epochs, more where the prunings need them).",
                      resume="free"),
         pretrain_epochs=Param([Interval(Integral, 0, None, closed="left"), None],
                               "Epochs of NT-Xent alone before the tree terms; None: epochs // 3 (0 in "
-                              "input-space mode, which has no network to pre-train)."),
+                              "input-space mode, which has no network to pre-train; with epochs=None "
+                              "too, shortened where the prunings would not fit after it)."),
         prune_start=Param([Interval(Integral, 0, None, closed="left"), None],
                           "0-based epoch at whose end pruning starts (one leaf per epoch); None: 10% into the "
                           "tree phase (30% in input-space mode), leaving room for all 2^T − K prunings."),
@@ -178,7 +201,7 @@ class CoHiClust(DeepClusterer):
         n_clusters: int = 10,
         depth: int | None = None,
         backbone: str | nn.Module = "auto",
-        epochs: int = 100,
+        epochs: int | None = None,
         pretrain_epochs: int | None = None,
         prune_start: int | None = None,
         batch_size: int = 256,
@@ -238,6 +261,47 @@ class CoHiClust(DeepClusterer):
             return True
         return default_input_space(self.backbone, int(data.x.shape[0]), is_streamed(data.x))
 
+    def _neighbour_views(self, data: PreparedData) -> bool:
+        """Whether training draws each row's second view from its nearest neighbours: always in
+        input-space mode; in MLP mode for augmentation 'neighbours', and for 'auto' on a matrix
+        held in memory ('noise', and 'auto' on a streamed matrix: FeatureAugment's masking and
+        noise)."""
+        if data.is_image:
+            return False
+        aug = self.augmentation
+        if not isinstance(aug, str) or aug not in FEATURE_AUGMENTATIONS:
+            raise ValueError(
+                f"augmentation={aug!r} is for images; for a feature matrix use one of "
+                f"{', '.join(repr(a) for a in FEATURE_AUGMENTATIONS)}"
+            )
+        if self._input_space(data):
+            if aug == "noise":
+                raise ValueError("augmentation='noise' needs a network (backbone 'mlp'); the input-space mode "
+                                 "(backbone 'input') trains on neighbour views")
+            return True
+        if aug == "neighbours" and is_streamed(data.x):
+            raise ValueError(
+                "augmentation='neighbours' needs the feature matrix in memory (it draws nearest neighbours); "
+                "raise the memory budget (max_memory / --max-memory) or use augmentation='noise'"
+            )
+        return aug == "neighbours" or (aug == "auto" and not is_streamed(data.x))
+
+    def _epochs(self, data: PreparedData | None = None, input_space: bool = False) -> int:
+        """``epochs`` resolved: as given, or DEFAULT_EPOCHS, or for a feature matrix in MLP mode
+        about FEATURE_STEPS steps (at least FEATURE_MIN_EPOCHS, and enough for the prunings)."""
+        if self.epochs is not None:
+            return int(self.epochs)
+        if data is None or data.is_image or input_space:
+            return DEFAULT_EPOCHS
+        steps = max(1, int(data.x.shape[0]) // self.batch_size)
+        depth = default_depth(self.n_clusters) if self.depth is None else int(self.depth)
+        n_prune = 2**depth - self.n_clusters
+        epochs = min(DEFAULT_EPOCHS, max(FEATURE_MIN_EPOCHS, math.ceil(FEATURE_STEPS / steps)))
+        # The tree phase needs one epoch per pruning and one after them; the default pre-training
+        # (a third, shortened to fit, see _schedule) at least one epoch.
+        pretrain = 1 if self.pretrain_epochs is None else int(self.pretrain_epochs)
+        return max(epochs, pretrain + n_prune + 1)
+
     def _rows_per_epoch(self, data: PreparedData) -> int:
         n = int(data.x.shape[0])
         return n * self._passes(n, self.batch_size) if self._input_space(data) else n
@@ -253,8 +317,10 @@ class CoHiClust(DeepClusterer):
             return float(self.lr)
         return INPUT_SPACE_LR if getattr(self, "backbone_", None) == "input" else 1e-3
 
-    def _schedule(self, input_space: bool = False) -> tuple[int, int, int]:
-        """(depth, pretrain_epochs, prune_start) resolved from the parameters (and checked)."""
+    def _schedule(self, input_space: bool = False, epochs: int | None = None) -> tuple[int, int, int]:
+        """(depth, pretrain_epochs, prune_start) resolved from the parameters (and checked);
+        ``epochs``: the resolved total (``_epochs``), None for ``self.epochs`` or the default."""
+        epochs = (DEFAULT_EPOCHS if self.epochs is None else int(self.epochs)) if epochs is None else int(epochs)
         k = self.n_clusters
         depth = default_depth(k) if self.depth is None else int(self.depth)
         if k > 2**depth:
@@ -265,13 +331,15 @@ class CoHiClust(DeepClusterer):
         if self.pretrain_epochs is not None:
             pretrain = self.pretrain_epochs
         else:
-            pretrain = 0 if input_space else self.epochs // 3
-        if not 0 <= pretrain < self.epochs:
+            pretrain = 0 if input_space else epochs // 3
+            if self.epochs is None:  # epochs resolved here: pre-training gives way to the prunings
+                pretrain = max(0, min(pretrain, epochs - (2**depth - k) - 1))
+        if not 0 <= pretrain < epochs:
             raise ValueError(
-                f"pretrain_epochs={pretrain} must be in [0, epochs) so that the tree is trained at all (epochs={self.epochs})"
+                f"pretrain_epochs={pretrain} must be in [0, epochs) so that the tree is trained at all (epochs={epochs})"
             )
         n_prune = 2**depth - k
-        tree_epochs = self.epochs - pretrain
+        tree_epochs = epochs - pretrain
         if self.prune_start is None:
             # Input-space trees are pruned later (30%, not 10%, into the tree phase): pruned at
             # 10%, a linear tree on iris had not yet separated its two overlapping classes and
@@ -280,11 +348,17 @@ class CoHiClust(DeepClusterer):
             prune_start = pretrain + max(0, min(int(tree_epochs * share), tree_epochs - n_prune))
         else:
             prune_start = self.prune_start
-        if n_prune and (prune_start < pretrain or prune_start + n_prune > self.epochs):
+        if n_prune and (prune_start < pretrain or prune_start + n_prune > epochs):
+            if self.prune_start is not None:
+                least = max(self.prune_start, pretrain) + n_prune
+            elif self.pretrain_epochs is not None:
+                least = pretrain + n_prune
+            else:  # the default pre-training is a third of the epochs
+                least = next(e for e in itertools.count(n_prune) if e - e // 3 >= n_prune)
             raise ValueError(
                 f"pruning {n_prune} leaves one per epoch from epoch {prune_start} needs "
-                f"pretrain_epochs ({pretrain}) <= prune_start and prune_start + {n_prune} <= epochs ({self.epochs}); "
-                "raise epochs or lower prune_start/pretrain_epochs"
+                f"pretrain_epochs ({pretrain}) <= prune_start and prune_start + {n_prune} <= epochs ({epochs}); "
+                f"raise epochs (to at least {least} with these settings) or lower prune_start/pretrain_epochs"
             )
         return depth, pretrain, prune_start
 
@@ -301,7 +375,9 @@ class CoHiClust(DeepClusterer):
                     f"every column of the feature matrix is constant (all {n} rows are identical); there is "
                     "nothing to cluster: check that the right matrix was passed"
                 )
-        self._schedule(self._input_space(data))
+        input_space = self._input_space(data)
+        self._neighbour_views(data)
+        self._schedule(input_space, self._epochs(data, input_space))
 
     def _resume_free_params(self) -> frozenset[str]:
         # More epochs may be asked for on resume, unless a schedule was planned over the old count.
@@ -320,8 +396,10 @@ class CoHiClust(DeepClusterer):
         # Resolved once and saved with the model: "input", "mlp" (other feature backbones) or
         # None (images); a loaded model rebuilds the same network without the data.
         self.backbone_ = "input" if input_space else (None if data.is_image else "mlp")
-        self.depth_, self._pretrain, self._prune_start = self._schedule(input_space)
+        self._n_epochs = self._epochs(data, input_space)
+        self.depth_, self._pretrain, self._prune_start = self._schedule(input_space, self._n_epochs)
         self._feature_views: NeighbourViews | None = None
+        self._use_neighbours = self._neighbour_views(data)
         device = getattr(self, "device_", torch.device("cpu"))
         self.leaf_mask_ = torch.ones(2**self.depth_, device=device)
         self.pruned_leaves_: list[int] = []
@@ -331,20 +409,23 @@ class CoHiClust(DeepClusterer):
                                    gather_distributed=True)
 
     def _phases(self, data: PreparedData) -> list[Phase]:
-        if self.backbone_ == "input" and self._feature_views is None:
+        if self._use_neighbours and self._feature_views is None:
             from hiclust.losses.dec import knn_graph
 
             k = min(INPUT_SPACE_NEIGHBOURS, self._x.shape[0] - 1)
             neighbours, _ = knn_graph(self._x, k)  # exact, deterministic: a resumed run finds the same
-            self._feature_views = NeighbourViews(self._x, neighbours, INPUT_SPACE_NOISE).to(self.device_)
-        return [Phase("train", epochs=self.epochs, lr=self._lr(), schedule=self.lr_schedule)]
+            noise = INPUT_SPACE_NOISE if self.backbone_ == "input" else FEATURE_NEIGHBOUR_NOISE
+            self._feature_views = NeighbourViews(self._x, neighbours, noise).to(self.device_)
+        return [Phase("train", epochs=self._n_epochs, lr=self._lr(), schedule=self.lr_schedule)]
 
     def _phase_data(self, phase: Phase) -> torch.Tensor:
         if self._feature_views is None:
             return super()._phase_data(phase)
-        # Input-space steps draw rows by index (the second view is a neighbour of the first).
+        # Neighbour views are drawn by row index (the second view is a neighbour of the first);
+        # input-space mode passes several times over a small matrix per epoch.
         n = self._x.shape[0]
-        return torch.arange(n, device=self.device_).repeat(self._passes(n, self.batch_size))
+        passes = self._passes(n, self.batch_size) if self.backbone_ == "input" else 1
+        return torch.arange(n, device=self.device_).repeat(passes)
 
     def _views(self, batch: torch.Tensor) -> torch.Tensor:
         if self._feature_views is None:
