@@ -215,7 +215,7 @@ def _bad_api_inputs(x: np.ndarray, y: np.ndarray) -> list[tuple[str, object, obj
     inf_img[0, 0, 0, 0] = np.inf
     return [
         ("labels-length", x, y[:-1], {}, ValueError, r"got 63 labels for 64 samples"),
-        ("nan-features", nan_feat, None, {"backbone": "auto"}, ValueError, r"NaN or infinite values \(rows \[7\]"),
+        ("nan-features", nan_feat, None, {"backbone": "auto"}, ValueError, r"NaN or infinite values \(row 7\)"),
         ("inf-images", inf_img, None, {}, ValueError, r"images contain NaN or infinite values"),
         ("float-range", xf * 255, None, {}, ValueError, r"float images must lie in \[0, 1\].*divide by 255"),
         ("empty", x[:0], None, {}, ValueError, r"dataset is empty"),

@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from hiclust.data.streaming import rows_text
+
 __all__ = ["FeatureDataset", "load_feature_file", "model_input", "FEATURE_SUFFIXES"]
 
 FEATURE_SUFFIXES = (".npy", ".npz", ".csv", ".parquet")
@@ -132,12 +134,12 @@ def _to_float32(arr: Any, what: str) -> np.ndarray:
     for s in range(0, n, _CHUNK_ROWS):  # blocks of many rows: bounded memory, vectorized inside
         block = np.asarray(arr[s:s + _CHUNK_ROWS], dtype=np.float32)
         finite = np.isfinite(block).all(1)
-        if not finite.all() and len(bad) < 5:
-            bad += (np.flatnonzero(~finite)[:5] + s).tolist()
+        if not finite.all():
+            bad += (np.flatnonzero(~finite) + s).tolist()
         out[s:s + block.shape[0]] = block
     if bad:
-        raise ValueError(f"{what}: NaN or infinite values (or values beyond float32's range) in rows "
-                         f"{bad[:5]}...; impute or drop those rows first")
+        raise ValueError(f"{what}: NaN or infinite values (or values beyond float32's range) in "
+                         f"{rows_text(bad)}; impute or drop those rows first")
     return out
 
 

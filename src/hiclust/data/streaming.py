@@ -391,6 +391,19 @@ class StandardizedRows(DiskRows):
         return (self.source[rows] - self.mean) / self.std
 
 
+def rows_text(rows: list[int], more: bool = False) -> str:
+    """Row numbers for an error message: 'row 5', 'rows 5, 9', 'rows 1, 2, 3, 4, 5 and 7 more'
+    (``more``: further rows exist beyond those listed, their number unknown).
+
+    >>> rows_text([5]), rows_text([5, 9]), rows_text(list(range(12)))
+    ('row 5', 'rows 5, 9', 'rows 0, 1, 2, 3, 4 and 7 more')
+    """
+    shown = ", ".join(str(r) for r in rows[:5])
+    rest = len(rows) - 5
+    tail = f" and {rest} more" if rest > 0 else (" and more" if more else "")
+    return f"row{'s' if len(rows) > 1 or more else ''} {shown}{tail}"
+
+
 def column_stats(x: Any, chunk: int | None = None, what: str = "the features") -> tuple[torch.Tensor, torch.Tensor]:
     """Per-column mean and standard deviation (ddof 1, floored at 1e-6) of an (N, D) float matrix
     (a tensor or :class:`NpyRows`), accumulated in float64 over blocks of rows so that a matrix on
@@ -405,8 +418,8 @@ def column_stats(x: Any, chunk: int | None = None, what: str = "the features") -
     total = torch.zeros(d, dtype=torch.float64)
     for s, block in _blocks(x, chunk):
         if not torch.isfinite(block).all():
-            bad = (~torch.isfinite(block)).any(1).nonzero().flatten()[:5] + s
-            raise ValueError(f"{what} contain NaN or infinite values (rows {bad.tolist()}...); impute or drop them")
+            bad = (~torch.isfinite(block)).any(1).nonzero().flatten() + s
+            raise ValueError(f"{what} contain NaN or infinite values ({rows_text(bad.tolist())}); impute or drop them")
         total += block.double().sum(0)
     mean = total / n
     sq = torch.zeros(d, dtype=torch.float64)

@@ -48,7 +48,7 @@ from hiclust import distributed as dist_utils
 from hiclust import interrupt
 from hiclust.checkpoint import CheckpointError, capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from hiclust.data.features import FeatureAugment
-from hiclust.data.streaming import DiskRows, StandardizedRows, column_stats, is_streamed, iter_batches
+from hiclust.data.streaming import DiskRows, StandardizedRows, column_stats, is_streamed, iter_batches, rows_text
 from hiclust.methods.params import Param, install_parameters
 from hiclust.nn import MLP, build_backbone, default_backbone
 from hiclust.train import NonFiniteLossError, resolve_device, train_loop
@@ -172,8 +172,8 @@ def prepare_data(X: Any, y: Any = None) -> PreparedData:
             raise ValueError(f"the feature matrix has no columns (shape {tuple(x.shape)}); give at least one feature")
         x = x.float()
         if not torch.isfinite(x).all():
-            bad = (~torch.isfinite(x)).any(1).nonzero().flatten()[:5].tolist()
-            raise ValueError(f"the features contain NaN or infinite values (rows {bad}...); impute or drop them")
+            bad = (~torch.isfinite(x)).any(1).nonzero().flatten().tolist()
+            raise ValueError(f"the features contain NaN or infinite values ({rows_text(bad)}); impute or drop them")
     else:
         raise ValueError(
             f"expected images (N, C, H, W) / (N, H, W) or features (N, D), got an array of shape {tuple(x.shape)}"
