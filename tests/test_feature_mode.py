@@ -160,3 +160,22 @@ def test_cli_refuses_backbone_input_on_images_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "--backbone input is for feature matrices" in err[0]
     assert not (tmp_path / "run").exists()
+
+
+def test_neighbours_are_found_in_the_matrix_as_given_and_mixed_units_warn(monkeypatch):
+    import hiclust.losses.dec as dec
+
+    x, _ = _blobs(1)
+    x[:, 0] *= 200.0  # one column in larger units: it should dominate the distances, as in k-means
+    seen = []
+    real = dec.knn_graph
+    monkeypatch.setattr(dec, "knn_graph", lambda a, k: (seen.append(a.detach().cpu().clone()), real(a, k))[1])
+    with pytest.warns(UserWarning, match=r"column 0 spreads \d+ times as widely as the median .*standardize the"):
+        CoHiClust(n_clusters=3, epochs=2, verbose=False, device="cpu").fit(x)
+    centred = x - x.mean(0)
+    torch.testing.assert_close(seen[0], torch.from_numpy(centred), rtol=1e-4, atol=1e-3)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # comparable columns: no warning
+        CoHiClust(n_clusters=3, epochs=2, verbose=False, device="cpu").fit(_blobs(1)[0])
