@@ -148,7 +148,7 @@ def test_defaults_fit_small_data_and_leave_given_values_alone():
     # a small feature matrix in input-space mode keeps the estimator's own defaults
     assert cli.derive_defaults(RunConfig("cohiclust", "features:x.npy", params={"n_clusters": 3}), 178,
                                input_space=True) == ({"n_clusters": 3}, [])
-    # a larger one (MLP mode): CoHiClust resolves its own epochs (about 800 steps); batch as usual
+    # a larger one (MLP mode): CoHiClust resolves its own epochs (about 600 steps); batch as usual
     assert cli.derive_defaults(RunConfig("cohiclust", "features:x.npy", params={"n_clusters": 10}), 70_000,
                                feature_matrix=True) == ({"n_clusters": 10}, [])
     # K = 10 (depth 4: 6 prunings) with --epochs 6: pre-training shortened so that they fit

@@ -71,7 +71,7 @@ def test_input_space_mode_learns_unequal_blobs_on_every_seed(seed):
     assert first["loss"] == pytest.approx(first["cohiloss"], abs=1e-6)
 
 
-def test_mlp_mode_default_epochs_aim_at_about_800_steps():
+def test_mlp_mode_default_epochs_aim_at_about_600_steps():
     def epochs(n: int, k: int = 10, **kw) -> int:
         model = CoHiClust(n_clusters=k, **kw)
         data = prepare_data(np.zeros((n, 2), np.float32))
@@ -79,8 +79,8 @@ def test_mlp_mode_default_epochs_aim_at_about_800_steps():
         model._schedule(model._input_space(data), resolved)  # a schedule that fits
         return resolved
 
-    assert epochs(1797) == 100  # 7 steps of 256 per epoch: capped at 100 epochs (700 steps)
-    assert epochs(10_000) == 21  # 39 steps per epoch: ceil(800 / 39)
+    assert epochs(1797) == 86  # 7 steps of 256 per epoch: ceil(600 / 7)
+    assert epochs(10_000) == 16  # 39 steps per epoch: ceil(600 / 39)
     assert epochs(70_000) == 8  # 273 steps per epoch: the floor of 8 epochs
     model = CoHiClust(n_clusters=10)
     assert model._schedule(False, 8) == (4, 1, 1)  # pre-training shortened: 6 prunings + 1 epoch after

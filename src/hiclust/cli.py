@@ -115,7 +115,7 @@ def derive_defaults(config: Any, n: int, input_space: bool = False,
     run on a feature matrix in input-space mode (``input_space``): the estimator's own defaults
     are made for small matrices (several passes per epoch, no pre-training). On any other
     feature matrix (``feature_matrix``) CoHiClust's epochs are left to the estimator too (about
-    800 optimizer steps); only the batch size is derived.
+    600 optimizer steps); only the batch size is derived.
 
     * ``batch_size``: the class default (256) when n >= 4 * 256, else the largest power of two
       <= n / 4 (at least 2): several full batches per epoch.

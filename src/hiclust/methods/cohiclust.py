@@ -35,12 +35,12 @@ INPUT_SPACE_LR = 1e-2
 INPUT_SPACE_MIN_STEPS = 8
 # MLP mode on a feature matrix held in memory: the second view is a nearest neighbour too (as
 # in input-space mode), with noise of this sd (column sds), and ``epochs=None`` trains for about
-# FEATURE_STEPS optimizer steps, at least FEATURE_MIN_EPOCHS and at most DEFAULT_EPOCHS epochs
-# (more where the prunings need them; pre-training is then shortened to fit)
-# (benchmarks/RESULTS.md, "Feature matrices": more steps did not help, and 70,000 rows × 100
-# epochs took 35 minutes on 2 cores).
+# FEATURE_STEPS optimizer steps, at least FEATURE_MIN_EPOCHS and at most DEFAULT_EPOCHS epochs,
+# more where the prunings need them (pre-training is then shortened to fit). Measured in
+# benchmarks/RESULTS.md ("Feature matrices, MLP mode"): more steps did not help, and 70,000 rows
+# × 100 epochs took 35 minutes on 2 cores.
 FEATURE_NEIGHBOUR_NOISE = 0.1
-FEATURE_STEPS = 800
+FEATURE_STEPS = 600
 FEATURE_MIN_EPOCHS = 8
 DEFAULT_EPOCHS = 100
 # ``augmentation`` values for a feature matrix: 'neighbours' (NeighbourViews), 'noise'
@@ -179,7 +179,7 @@ class CoHiClust(DeepClusterer):
                     "T, depth of the complete tree (2^T leaves before pruning); None: ceil(log2 K)."),
         epochs=Param([Interval(Integral, 1, None, closed="left"), None],
                      "Total epochs, pre-training included; None: 100, except for a feature matrix in MLP mode: "
-                     "about 800 optimizer steps (8 to 100 epochs, more where the prunings need them).",
+                     "about 600 optimizer steps (8 to 100 epochs, more where the prunings need them).",
                      resume="free"),
         pretrain_epochs=Param([Interval(Integral, 0, None, closed="left"), None],
                               "Epochs of NT-Xent alone before the tree terms; None: epochs // 3 (0 in "
