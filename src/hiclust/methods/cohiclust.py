@@ -420,7 +420,7 @@ class CoHiClust(DeepClusterer):
             # Neighbours by Euclidean distance in the matrix as given (the metric k-means and Ward
             # would use; the network still sees standardized rows): standardizing each column first
             # lifted the noisy last components of MNIST PCA-64 to the leading ones' weight (NMI
-            # 0.628 vs 0.672, benchmarks/RESULTS.md). Exact and deterministic: a resume finds the same.
+            # 0.628 vs 0.674, benchmarks/RESULTS.md). Exact and deterministic: a resume finds the same.
             self._warn_scales()
             neighbours, _ = knn_graph(self._x * self.feature_std_, k)
             noise = INPUT_SPACE_NOISE if self.backbone_ == "input" else FEATURE_NEIGHBOUR_NOISE
