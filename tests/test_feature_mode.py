@@ -81,7 +81,7 @@ def test_mlp_mode_default_epochs_aim_at_about_600_steps():
 
     assert epochs(1797) == 86  # 7 steps of 256 per epoch: ceil(600 / 7)
     assert epochs(10_000) == 16  # 39 steps per epoch: ceil(600 / 39)
-    assert epochs(70_000) == 8  # 273 steps per epoch: the floor of 8 epochs
+    assert epochs(70_000) == 8 == CoHiClust(n_clusters=10).feature_epochs(70_000)  # 273 steps per epoch: the floor
     model = CoHiClust(n_clusters=10)
     assert model._schedule(False, 8) == (4, 1, 1)  # pre-training shortened: 6 prunings + 1 epoch after
     assert epochs(70_000, k=100) == 30  # 1 epoch of pre-training, 28 prunings, 1 epoch after them
@@ -170,7 +170,7 @@ def test_neighbours_are_found_in_the_matrix_as_given_and_mixed_units_warn(monkey
     seen = []
     real = dec.knn_graph
     monkeypatch.setattr(dec, "knn_graph", lambda a, k: (seen.append(a.detach().cpu().clone()), real(a, k))[1])
-    with pytest.warns(UserWarning, match=r"column 0 spreads \d+ times as widely as the median .*standardize the"):
+    with pytest.warns(UserWarning, match=r"column 0 \(0-based\) spreads \d+ times as widely as the median .*standardize the"):
         CoHiClust(n_clusters=3, epochs=2, verbose=False, device="cpu").fit(x)
     centred = x - x.mean(0)
     torch.testing.assert_close(seen[0], torch.from_numpy(centred), rtol=1e-4, atol=1e-3)

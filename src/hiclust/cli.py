@@ -333,8 +333,14 @@ def run_training(
     if not resume:  # a resumed run keeps the parameters it was started with
         from hiclust.data.feature_files import FeatureDataset
 
-        params, notes = derive_defaults(config, len(data), _input_space_run(config, data),
-                                        feature_matrix=isinstance(data, FeatureDataset))
+        input_space = _input_space_run(config, data)
+        params, notes = derive_defaults(config, len(data), input_space, feature_matrix=isinstance(data, FeatureDataset))
+        if config.method == "cohiclust" and isinstance(data, FeatureDataset) and not input_space \
+                and params.get("epochs") is None:
+            from hiclust.methods.cohiclust import FEATURE_STEPS
+
+            epochs = make_estimator("cohiclust", dict(params)).feature_epochs(len(data))
+            notes.append(f"--epochs {epochs} (about {FEATURE_STEPS} optimizer steps)")
         config = replace(config, params=params)
         if notes and main_rank:
             print(f"fitted to the data ({len(data):,} items): {', '.join(notes)}", file=sys.stderr)

@@ -297,7 +297,13 @@ class CoHiClust(DeepClusterer):
             return int(self.epochs)
         if data is None or data.is_image or input_space:
             return DEFAULT_EPOCHS
-        steps = max(1, int(data.x.shape[0]) // self.batch_size)
+        return self.feature_epochs(int(data.x.shape[0]))
+
+    def feature_epochs(self, n_rows: int) -> int:
+        """The epochs ``epochs=None`` gives a feature matrix of ``n_rows`` rows in MLP mode: about
+        FEATURE_STEPS optimizer steps, FEATURE_MIN_EPOCHS to DEFAULT_EPOCHS, more where the
+        prunings need them."""
+        steps = max(1, int(n_rows) // self.batch_size)
         depth = default_depth(self.n_clusters) if self.depth is None else int(self.depth)
         n_prune = 2**depth - self.n_clusters
         epochs = min(DEFAULT_EPOCHS, max(FEATURE_MIN_EPOCHS, math.ceil(FEATURE_STEPS / steps)))
@@ -438,7 +444,7 @@ class CoHiClust(DeepClusterer):
         if ratio > SCALE_WARNING_RATIO:
             big = int(torch.argmax(std))
             warnings.warn(
-                f"feature column {big} spreads {ratio:,.0f} times as widely as the median column (sd "
+                f"feature column {big} (0-based) spreads {ratio:,.0f} times as widely as the median column (sd "
                 f"{float(std[big]):.3g} vs {float(varying.median()):.3g}); nearest neighbours are found in the matrix "
                 "as given, so the widest columns decide them. If the columns are in different units, standardize "
                 "the matrix first (e.g. sklearn.preprocessing.StandardScaler)",
