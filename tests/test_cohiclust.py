@@ -88,6 +88,25 @@ def test_save_load_round_trip(small_model, tmp_path):
     assert loaded.hierarchy_.to_json() == model.hierarchy_.to_json()
 
 
+def test_cpu_model_is_channels_last_and_computes_what_a_contiguous_copy_computes(small_model):
+    """The CPU layout choice (channels-last convolution weights, for oneDNN's speed) changes no value."""
+    import copy
+
+    import torch
+
+    model, data = small_model
+    convs = [m.weight for m in model.model_.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    assert not all(w.is_contiguous() for w in convs)  # (a 1-channel input conv is both layouts at once)
+    plain = copy.deepcopy(model.model_).to(memory_format=torch.contiguous_format).eval()
+    assert all(m.weight.is_contiguous() for m in plain.modules() if isinstance(m, torch.nn.Conv2d))
+    x = model._eval_input(data.images[:32])
+    with torch.no_grad():
+        for ours, theirs in zip(model.model_.eval()(x), plain(x)):
+            torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
+    assert list(model.model_.state_dict()) == list(plain.state_dict())
+
+
 def test_rejects_inputs_of_another_shape(small_model):
     model, _ = small_model
     with pytest.raises(ValueError, match="shape"):

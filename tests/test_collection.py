@@ -157,6 +157,9 @@ def test_defaults_fit_small_data_and_leave_given_values_alone():
     # any N >= 2K trains: K = 600 needs a depth-10 tree with 424 prunings
     params, _ = cli.derive_defaults(RunConfig("cohiclust", "x", params={"n_clusters": 600}), 1200)
     CoHiClust(**params)._schedule()
+    # K left out: not derived, but the note says which K the run assumes
+    assert cli.derive_defaults(RunConfig("cohiclust", "features:x.npy", params={}), 178, input_space=True) == (
+        {}, ["--n-clusters 10 (not given: set it to the number of groups you expect)"])
     # presets: every value given, nothing derived
     preset = load_config_file("digits")
     params, notes = cli.derive_defaults(RunConfig("cohiclust", "digits", params=dict(preset["params"])), 1797)
@@ -250,7 +253,7 @@ ROUND2 = [
      ValueError, r"--batch-size 21 is larger than the dataset \(20 samples\); use --batch-size <= 20"),
     ("epochs-too-few-to-prune", ["train", "--dataset", "npy:{in}/imgs.npy", *FEAT, "--n-clusters", "10",
                                  "--epochs", "4"], ValueError,
-     r"pruning 6 leaves one per epoch .* needs --pretrain-epochs \(\d\) <= --prune-start .* <= --epochs \(4\); "
+     r"pruning 6 leaves one per epoch .* needs --pretrain-epochs \(\d, the default for these epochs\) <= --prune-start .* <= --epochs \(4\); "
      r"raise --epochs \(to at least 8 with these settings\)"),
     ("demo-epochs-too-few", ["demo", "--epochs", "4", "--out", "{tmp}/out"], ValueError,
      r"--epochs must be at least 6 for the demo"),

@@ -170,12 +170,16 @@ def test_neighbours_are_found_in_the_matrix_as_given_and_mixed_units_warn(monkey
     seen = []
     real = dec.knn_graph
     monkeypatch.setattr(dec, "knn_graph", lambda a, k: (seen.append(a.detach().cpu().clone()), real(a, k))[1])
-    with pytest.warns(UserWarning, match=r"column 0 \(0-based\) spreads \d+ times as widely as the median .*standardize the"):
+    with pytest.warns(UserWarning, match=r"column 0 \(0-based\) spreads \d+ times as widely as the median .*standardize the") as caught:
         CoHiClust(n_clusters=3, epochs=2, verbose=False, device="cpu").fit(x)
+    assert caught[0].filename == __file__  # the warning names the user's fit call, not library code
     centred = x - x.mean(0)
     torch.testing.assert_close(seen[0], torch.from_numpy(centred), rtol=1e-4, atol=1e-3)
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # comparable columns: no warning
-        CoHiClust(n_clusters=3, epochs=2, verbose=False, device="cpu").fit(_blobs(1)[0])
+        model = CoHiClust(n_clusters=3, epochs=2, verbose=False, device="cpu").fit(_blobs(1)[0])
+    with pytest.raises(ValueError, match=r"one row of shape \(\d+,\); pass X.reshape\(1, -1\)"):
+        model.predict(_blobs(1)[0][0])
+    assert model.predict(_blobs(1)[0][:1]).shape == (1,)

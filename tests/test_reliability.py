@@ -146,7 +146,7 @@ CLI_CASES = [
                          "--batch-size", "2"], ValueError, r"--n-clusters 8 is larger than the number of samples \(6\); lower --n-clusters"),
     ("k-above-leaves", ["--dataset", "npy:{in}/good.npy", *COMMON, "--n-clusters", "5"], ValueError,
      r"--n-clusters 5 is larger than the 2\^depth = 4 leaves.*use --depth >= 3"),
-    ("depth-0", ["--dataset", "npy:{in}/good.npy", *COMMON, "--n-clusters", "1", "--depth", "0"], ValueError,
+    ("depth-0", ["--dataset", "npy:{in}/good.npy", *COMMON, "--n-clusters", "2", "--depth", "0"], ValueError,
      r"--depth must be an int in the range \[1, 10\]. Got 0 instead"),
     ("depth-11", ["--dataset", "npy:{in}/good.npy", *COMMON, "--depth", "11"], ValueError,
      r"--depth must be an int in the range \[1, 10\].*Got 11 instead"),
@@ -222,7 +222,7 @@ def _bad_api_inputs(x: np.ndarray, y: np.ndarray) -> list[tuple[str, object, obj
         ("rank-5", x[:, :, :, :, None], None, {}, ValueError, r"expected images \(N, C, H, W\)"),
         ("channels", np.repeat(x, 2, axis=1), None, {}, ValueError, r"1 or 3 channels"),
         ("not-an-array", {"a": 1}, None, {}, TypeError, r"expected an ImageDataset, a torch.Tensor, a numpy array or a list"),
-        ("k-zero", x, None, {"n_clusters": 0}, ValueError, r"The 'n_clusters' parameter of CoHiClust must be an int in the range \[1, inf\)"),
+        ("k-one", x, None, {"n_clusters": 1}, ValueError, r"The 'n_clusters' parameter of CoHiClust must be an int in the range \[2, inf\)"),
         ("eval-every-0", x, None, {"eval_every": 0}, ValueError, r"The 'eval_every' parameter of CoHiClust must be an int in the range \[1, inf\)"),
         ("checkpoint-every-0", x, None, {"_checkpoint_every": 0}, ValueError, r"checkpoint_every must be a positive"),
     ]

@@ -124,6 +124,8 @@ def derive_defaults(config: Any, n: int, input_space: bool = False,
     * CoHiClust ``pretrain_epochs``: epochs // 3, lowered where the 2^depth − K prunings (one per
       epoch) would not fit after it.
 
+    * ``n_clusters`` is never derived, but a note says which K is assumed when it was not given.
+
     Returns (the parameters to train with, one "flag value" note per derived value).
     """
     import inspect
@@ -132,11 +134,16 @@ def derive_defaults(config: Any, n: int, input_space: bool = False,
     from hiclust.methods import METHODS
 
     cls = METHODS.get(config.method)
-    if cls is None or (input_space and config.method == "cohiclust"):
+    if cls is None:
         return dict(config.params), []
-    params = dict(config.params)
     defaults = {k: v.default for k, v in inspect.signature(cls.__init__).parameters.items() if k != "self"}
     notes: list[str] = []
+    if "n_clusters" in defaults and "n_clusters" not in config.params:  # neither flag nor preset gave K
+        notes.append(f"{flag_for_param(cls, 'n_clusters')} {defaults['n_clusters']} "
+                     "(not given: set it to the number of groups you expect)")
+    if input_space and config.method == "cohiclust":
+        return dict(config.params), notes
+    params = dict(config.params)
 
     def derive(name: str, value: Any) -> None:
         if name not in params and name in defaults and value != defaults[name]:

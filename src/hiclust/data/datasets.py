@@ -765,7 +765,7 @@ def class_dirs(path: Path) -> list[Path]:
             dirs.append(p)
     if loops:
         warnings.warn(f"skipped {', '.join(loops)} in {path}: a link to the folder itself or to a folder above it, "
-                      "not a class", stacklevel=3)
+                      "not a class", stacklevel=user_stacklevel())
     return dirs
 
 
@@ -783,7 +783,7 @@ def _mixed_colour(path: Path, arrays: list[np.ndarray], files: list[Path]) -> li
     warnings.warn(
         f"{path} mixes {len(gray)} grayscale and {len(colour)} colour images: all were loaded as RGB (3 channels); "
         f"the {kind} file(s): {names} (convert the colour files to grayscale to train on 1 channel)",
-        stacklevel=3,
+        stacklevel=user_stacklevel(),
     )
     return [a if a.ndim == 3 else np.repeat(a[:, :, None], 3, axis=2) for a in arrays]
 
@@ -798,7 +798,7 @@ def _readable(path: Path, files: list[Path], results: list[Any], strict: bool) -
         if strict:
             raise CorruptImageError(f"{len(bad)} of {len(files)} image files in {path} could not be read: {listing}")
         warnings.warn(f"skipped {len(bad)} unreadable image file(s) of {len(files)} in {path}: {listing} "
-                      "(pass strict=True to make this an error)", stacklevel=4)
+                      "(pass strict=True to make this an error)", stacklevel=user_stacklevel())
     return ok
 
 
@@ -938,7 +938,7 @@ def _stream_folder(path: Path, files: list[Path], file_labels: np.ndarray | None
         names = ", ".join(f.relative_to(path).as_posix() for f in few[:5]) + (" ..." if len(few) > 5 else "")
         warnings.warn(f"{path} mixes {sum(gray)} grayscale and {len(gray) - sum(gray)} colour images: all are read as "
                       f"RGB (3 channels); the {kind} file(s): {names} (convert the colour files to grayscale to train "
-                      "on 1 channel)", stacklevel=3)
+                      "on 1 channel)", stacklevel=user_stacklevel())
     rows = FolderImages(good_files, channels, size, resize=image_size is not None, root=path)
     rows.workers = default_workers() if workers is None else int(workers)
     labels = None if file_labels is None else torch.from_numpy(file_labels[ok])
@@ -947,4 +947,5 @@ def _stream_folder(path: Path, files: list[Path], file_labels: np.ndarray | None
 
 
 # Loaders defined in their own modules register themselves on import.
+from hiclust._warnings import user_stacklevel
 from hiclust.data import imagenet as _imagenet  # noqa: E402,F401

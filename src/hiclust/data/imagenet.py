@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hiclust._warnings import user_stacklevel
 from hiclust.data.datasets import DatasetNotFoundError, ImageDataset, _register
 
 __all__ = ["IMAGENET10_CLASSES", "IMAGENET_DOGS_CLASSES", "DEFAULT_IMAGENET_SIZE", "load_imagenet_subset"]
@@ -131,7 +132,7 @@ def load_imagenet_subset(name: str, classes: dict[str, str], root: Path, split: 
     if not ok.all():
         bad = [(files[i], decoded[i]) for i in np.flatnonzero(~ok)]
         listing = "; ".join(f"{p} ({why})" for p, why in bad[:3]) + (" ..." if len(bad) > 3 else "")
-        warnings.warn(f"{name}: skipped {len(bad)} unreadable image file(s) of {len(files)}: {listing}", stacklevel=3)
+        warnings.warn(f"{name}: skipped {len(bad)} unreadable image file(s) of {len(files)}: {listing}", stacklevel=user_stacklevel())
     images = np.stack([d for d in decoded if not isinstance(d, str)]).transpose(0, 3, 1, 2)
     y = torch.as_tensor(np.asarray(labels, dtype=np.int64)[ok])
     return ImageDataset(torch.from_numpy(np.ascontiguousarray(images)), y, list(classes.values()), name)

@@ -72,6 +72,7 @@ class ContrastiveClustering(DeepClusterer):
     """
 
     _LOG_NAME = "CC"
+    _CHANNELS_LAST_ON_CPU = True
     _SUPPORTS_INSTANCE_DATA = True
     _params = common(
         "backbone", "epochs", "batch_size", "lr", "weight_decay", "projection_dim", "image_size", "augmentation",

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hiclust._warnings import user_stacklevel
 from hiclust import distributed as dist_utils
 from hiclust.data.features import NeighbourViews
 from hiclust.data.streaming import is_streamed
@@ -157,10 +158,11 @@ class CoHiClust(DeepClusterer):
     """
 
     _LOG_NAME = "CoHiClust"
+    _CHANNELS_LAST_ON_CPU = True
     _params = common(
         "n_clusters", "backbone", "epochs", "batch_size", "lr", "weight_decay", "temperature", "projection_dim",
         "image_size", "augmentation", "eval_every", "device", "seed", "random_state", "verbose",
-        n_clusters=Param(Interval(Integral, 1, None, closed="left"), "K, the number of leaves kept (at most 2^depth)."),
+        n_clusters=Param(Interval(Integral, 2, None, closed="left"), "K ≥ 2, the number of leaves kept (at most 2^depth)."),
         backbone=Param([RegistryOptions({"auto", "input"}, BACKBONES), nn.Module],
                        "The network f: 'auto' (a small CNN for images up to 28 px with one channel, ResNet18 "
                        "for other images; for a feature matrix 'input' below 1,000 rows, an MLP otherwise), "
@@ -365,9 +367,12 @@ class CoHiClust(DeepClusterer):
                 least = pretrain + n_prune
             else:  # the default pre-training is a third of the epochs
                 least = next(e for e in itertools.count(n_prune) if e - e // 3 >= n_prune)
+            # Say which of the numbers were derived: the user may not have set them.
+            derived_start = "" if self.prune_start is not None else " (the default for these epochs)"
+            derived_pre = "" if self.pretrain_epochs is not None else ", the default for these epochs"
             raise ValueError(
-                f"pruning {n_prune} leaves one per epoch from epoch {prune_start} needs "
-                f"pretrain_epochs ({pretrain}) <= prune_start and prune_start + {n_prune} <= epochs ({epochs}); "
+                f"pruning {n_prune} leaves one per epoch from epoch {prune_start}{derived_start} needs "
+                f"pretrain_epochs ({pretrain}{derived_pre}) <= prune_start and prune_start + {n_prune} <= epochs ({epochs}); "
                 f"raise epochs (to at least {least} with these settings) or lower prune_start/pretrain_epochs"
             )
         return depth, pretrain, prune_start
@@ -448,7 +453,7 @@ class CoHiClust(DeepClusterer):
                 f"{float(std[big]):.3g} vs {float(varying.median()):.3g}); nearest neighbours are found in the matrix "
                 "as given, so the widest columns decide them. If the columns are in different units, standardize "
                 "the matrix first (e.g. sklearn.preprocessing.StandardScaler)",
-                UserWarning, stacklevel=2,
+                UserWarning, stacklevel=user_stacklevel(),
             )
 
     def _phase_data(self, phase: Phase) -> torch.Tensor:

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hiclust._warnings import user_stacklevel
 from hiclust.losses.deepect import data_compression_loss, node_center_loss
 from hiclust.methods.base import DeepClusterer, Phase, PreparedData, common
 from hiclust.methods.dec import AUTOENCODER_PARAMS, build_autoencoder, kmeans_metrics
@@ -210,8 +211,8 @@ class DeepECT(DeepClusterer):
     _SUPPORTS_DISTRIBUTED = False  # splits and pruning use whole-data and per-batch global state
     _params = common(
         "batch_size", "weight_decay", "device", "seed", "random_state", "verbose", "eval_every",
-        n_clusters=Param(Interval(Integral, 1, None, closed="left"),
-                         "K of the flat partition reported as labels_ (the tree when it had K leaves)."),
+        n_clusters=Param(Interval(Integral, 2, None, closed="left"),
+                         "K ≥ 2 of the flat partition reported as labels_ (the tree when it had K leaves)."),
         max_leaves=Param(Interval(Integral, 2, None, closed="left"),
                          "Leaves the tree grows to: it starts with 2 and gains one every grow_interval clustering "
                          "epochs, so it needs epochs >= (max_leaves - 2) · grow_interval (a warning says when the "
@@ -422,7 +423,7 @@ class DeepECT(DeepClusterer):
 
             warnings.warn(f"the tree has {n_leaves} leaves, not max_leaves={self.max_leaves}: growth adds one leaf every "
                           f"grow_interval={self.grow_interval} epochs (or pruning removed some); raise epochs to at "
-                          f"least {(self.max_leaves - 2) * self.grow_interval} for the full tree", stacklevel=4)
+                          f"least {(self.max_leaves - 2) * self.grow_interval} for the full tree", stacklevel=user_stacklevel())
         self._after_load({})
         leaf_index, flat_of_leaf = self._leaf_maps()
         self.leaf_labels_ = leaf_index[self._leaf_rows_of(data.x)]

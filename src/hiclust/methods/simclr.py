@@ -76,6 +76,7 @@ class SimCLR(DeepClusterer):
     """
 
     _LOG_NAME = "SimCLR"
+    _CHANNELS_LAST_ON_CPU = True
     _params = common(
         "n_clusters", "backbone", "batch_size", "lr", "weight_decay", "temperature", "projection_dim", "image_size",
         "augmentation", "device", "seed", "random_state", "verbose",
