@@ -407,8 +407,8 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
 
     _SUPPORTS_INSTANCE_DATA = False  # fit(instance_data=...): the method implements _instance_step
     # Convolution weights in channels-last layout on the CPU: oneDNN's convolutions then skip their
-    # layout reorders (a contrastive step of the small CNN at 16 px, batch 256: 1.2-1.3x faster;
-    # ResNet18 at 32 px, batch 128: 1.15-1.2x; benchmarks/RESULTS.md "A training step on the CPU").
+    # layout reorders (a contrastive step of the small CNN at 16 px, batch 256: 1.25-1.31x faster;
+    # ResNet18 at 32 px, batch 128: 1.13-1.20x; benchmarks/RESULTS.md "A training step on the CPU").
     _CHANNELS_LAST_ON_CPU = False
 
     def _seed(self) -> int:
