@@ -135,6 +135,13 @@ def test_summary_warns_of_empty_tiny_and_dominant_leaves():
     table = {"leaf": np.array([0] * 9 + [1]), "leaf_probability": np.full(10, 0.5), "path": None}
     text = format_summary(M(), table)
     assert "leaf 3  0  0.0%  (empty)" in text and "warning: dominant leaf: leaf 0 holds 9 of 10" in text
+    assert "passed nodes of one child" not in text  # a complete tree skips no level
+
+    class Pruned:
+        hierarchy_ = Hierarchy.from_complete_tree(2, [1])  # leaf LR pruned: LL moves up under the root
+
+    text = format_summary(Pruned(), {"leaf": np.array([0, 1, 2]), "leaf_probability": None, "path": None})
+    assert "passed nodes of one child, left out" in text and "├─ L L  leaf 0" in text
 
 
 # ------------------------------------------------------------------ 3. defaults that fit the data

@@ -168,6 +168,17 @@ def text_tree(h: Any, sizes: np.ndarray, max_lines: int = 40) -> str:
     return "\n".join(lines)
 
 
+def _skipped_levels_note(h: Any) -> str:
+    """Said when a child's path is more than one step longer than its parent's (a pruned
+    CoHiClust leaf's sibling took the parent's place), so the drawing's jumps are explained."""
+    from hiclust.report.tree_plot import node_names
+
+    names = node_names(h)
+    skips = any(len(names[int(c)]) > len(names[v]) + 1
+                for v in range(h.n_leaves, h.n_nodes) for c in h.children_array[v])
+    return "; a path more than one step longer than its parent's passed nodes of one child, left out" if skips else ""
+
+
 def format_summary(model: Any, table: dict[str, Any], *, method: str = "cohiclust",
                    assignments: str | Path | None = None, n_items_name: str = "items") -> str:
     """One screen about a fitted run: leaves with sizes (and the tree in text when the model has
@@ -182,7 +193,8 @@ def format_summary(model: Any, table: dict[str, Any], *, method: str = "cohiclus
         head += f"; mean leaf probability {float(np.mean(table['leaf_probability'])):.3f}"
     out = [head]
     if h is not None and h.n_leaves > 1:
-        out += ["tree (path from the root: L = left, R = right; items per node):", text_tree(h, sizes, max_lines=30)]
+        out += [f"tree (path from the root: L = left, R = right; items per node{_skipped_levels_note(h)}):",
+                text_tree(h, sizes, max_lines=30)]
     else:
         out.append("leaf sizes: " + ", ".join(f"{i}: {s}" for i, s in enumerate(sizes.tolist())))
     out += [f"warning: {w}" for w in leaf_warnings(sizes, method)]
