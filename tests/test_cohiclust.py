@@ -46,6 +46,13 @@ def test_pruning_leaves_k_clusters(small_model):
     assert model.leaf_mask_.sum().item() == 5
     assert model.hierarchy_.n_leaves == 5
     assert [h.get("pruned_leaf") is not None for h in model.history_] == [False, False, True, True, True, False]
+    # tree epochs record each leaf's share of the mass; the leaf pruned at an epoch's end had the least
+    assert "leaf_mass" not in model.history_[0] and all(len(h["leaf_mass"]) == 8 for h in model.history_[1:])
+    for h in model.history_[1:]:
+        assert sum(h["leaf_mass"]) == pytest.approx(1.0, abs=1e-3)
+        if h.get("pruned_leaf") is not None:
+            kept = [m for i, m in enumerate(h["leaf_mass"]) if i not in model.pruned_leaves_[: model.pruned_leaves_.index(h["pruned_leaf"])]]
+            assert h["leaf_mass"][h["pruned_leaf"]] == min(kept)
     assert model.linkage_.shape == (4, 4)
 
 

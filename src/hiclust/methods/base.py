@@ -723,7 +723,9 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
     def _emit(self, record: dict[str, Any]) -> None:
         self.history_.append(record)
         if self.verbose and dist_utils.is_main():
-            shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())
+            # Lists (e.g. CoHiClust's leaf_mass) stay in history_ and history.jsonl, off the log line.
+            shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()
+                             if not isinstance(v, list))
             print(f"[{self._LOG_NAME}] {shown}", file=sys.stderr, flush=True)
         if self._callback is not None and dist_utils.is_main():
             self._callback(record)

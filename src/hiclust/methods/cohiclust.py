@@ -139,7 +139,9 @@ class CoHiClust(DeepClusterer):
     labels_ : ndarray of shape (N,)
         Cluster of each training sample.
     history_ : list of dict
-        One record per epoch (loss terms, seconds, pruned_leaf, acc/nmi/ari with labels).
+        One record per epoch (loss terms, seconds, pruned_leaf, acc/nmi/ari with labels; in tree
+        epochs leaf_mass, each of the 2^depth leaves' share of the epoch's probability mass, the
+        quantity pruning ranks by).
     depth_ : int
     pruned_leaves_ : list of int
         Leaf indices of the complete tree, in pruning order.
@@ -497,6 +499,9 @@ class CoHiClust(DeepClusterer):
 
     def _on_epoch_end(self, phase: Phase, epoch: int, record: dict[str, Any]) -> None:
         dist_utils.all_reduce_sum(self._mass)
+        total = float(self._mass.sum())
+        if total > 0:  # tree epochs: each leaf's share of the epoch's probability mass (pruned: 0)
+            record["leaf_mass"] = [round(float(m), 5) for m in (self._mass / total).cpu()]
         n_prune = 2**self.depth_ - self.n_clusters
         if self._prune_start <= epoch < self._prune_start + n_prune:
             masked = torch.where(self.leaf_mask_ > 0, self._mass, torch.full_like(self._mass, math.inf))
