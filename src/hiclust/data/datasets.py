@@ -48,6 +48,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from hiclust._warnings import user_stacklevel
+
 __all__ = [
     "ImageDataset",
     "DatasetNotFoundError",
@@ -947,5 +949,4 @@ def _stream_folder(path: Path, files: list[Path], file_labels: np.ndarray | None
 
 
 # Loaders defined in their own modules register themselves on import.
-from hiclust._warnings import user_stacklevel
 from hiclust.data import imagenet as _imagenet  # noqa: E402,F401

@@ -752,7 +752,7 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
 
     def _prepare_like_fit(self, X: Any) -> torch.Tensor:
         check_is_fitted(self)
-        if len(self.input_shape_) == 1 and np.ndim(X) == 1 and np.shape(X)[0] == self.input_shape_[0]:
+        if len(self.input_shape_) == 1 and getattr(X, "ndim", None) == 1 and X.shape[0] == self.input_shape_[0]:
             raise ValueError(
                 f"expected a matrix of rows (N, {self.input_shape_[0]}), got one row of shape ({self.input_shape_[0]},); "
                 "pass X.reshape(1, -1) for a single sample"

@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from hiclust._warnings import user_stacklevel
 from hiclust import distributed as dist_utils
+from hiclust._warnings import user_stacklevel
 from hiclust.data.features import NeighbourViews
 from hiclust.data.streaming import is_streamed
 from hiclust.losses import leaf_probabilities
