@@ -24,6 +24,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--root", default=None, help="data root for presets that need one")
     p.add_argument("--out", default=None, help="also append the lines to this file")
+    p.add_argument("--set", action="append", default=[], metavar="PARAM=VALUE",
+                   help="override a preset parameter (an int or float value), e.g. --set prune_start=95")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -33,10 +35,11 @@ def main() -> None:
     from hiclust.runs import load_config_file
 
     preset = load_config_file(args.config)
+    overrides = {k: (float(v) if "." in v else int(v)) for k, v in (item.split("=", 1) for item in args.set)}
     data = load_dataset(preset["dataset"], root=args.root, split=preset.get("split", "all"))
     y = data.labels.numpy()
     for seed in (int(s) for s in args.seeds.split(",")):
-        params = {**preset["params"], "seed": seed, "verbose": False, "eval_every": 10}
+        params = {**preset["params"], **overrides, "seed": seed, "verbose": False, "eval_every": 10}
         model = make_estimator(preset["method"], params)
         started = time.perf_counter()
         model.fit(data)
@@ -44,7 +47,7 @@ def main() -> None:
         metrics = evaluate(y, model.labels_, linkage=model.hierarchy_.to_linkage())
         pruned = [{"epoch": h["epoch"], "leaf": h["pruned_leaf"], "mass": h["leaf_mass"][h["pruned_leaf"]]}
                   for h in model.history_ if h.get("pruned_leaf") is not None]
-        line = {"config": args.config, "seed": seed, "seconds": round(seconds, 1),
+        line = {"config": args.config, "overrides": overrides, "seed": seed, "seconds": round(seconds, 1),
                 **{k: round(float(v), 4) for k, v in metrics.items() if isinstance(v, (float, int, np.floating))},
                 "pruned": pruned, "final_leaf_mass": model.history_[-1].get("leaf_mass"),
                 "acc_by_epoch": {h["epoch"]: round(h["acc"], 4) for h in model.history_ if "acc" in h},
