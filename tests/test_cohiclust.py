@@ -130,3 +130,26 @@ def test_feature_matrix_input(digits):
     assert type(auto.model_.backbone).__name__ == "InputSpace" and auto.backbone_ == "input"
     assert model.predict_proba(x).shape == (256, 4)
     assert set(np.unique(model.labels_)) <= set(range(4))
+
+
+def test_resume_keeps_the_schedule_it_started_with_and_refuses_too_few_epochs(digits, tmp_path):
+    """A resume keeps the pre-training and pruning epochs resolved at the start; one that would stop
+    before the last pruning (and end with more than K leaves) is refused before anything changes."""
+    import torch
+
+    sub = digits.subset(np.arange(128))
+    ck = tmp_path / "ck.pt"
+    CoHiClust(n_clusters=3, depth=2, backbone="smallcnn", epochs=9, batch_size=32, verbose=False).fit(
+        sub, checkpoint=ck, checkpoint_every=1)
+    state = torch.load(ck, weights_only=False)["state"]
+    assert state["schedule"] == [3, 3]  # 9 // 3 pre-training epochs; pruning from 10 % of the 6 tree epochs (0)
+    before = ck.read_bytes()
+    with pytest.raises(ValueError, match=r"prunes its 1 leaves one per epoch from epoch 3.*resume with epochs >= 4"):
+        CoHiClust(n_clusters=3, depth=2, backbone="smallcnn", epochs=3, batch_size=32, verbose=False).fit(
+            sub, checkpoint=ck, resume=True)
+    assert ck.read_bytes() == before
+    # more epochs: the old schedule, not 12 // 3 = 4 pre-training epochs
+    resumed = CoHiClust(n_clusters=3, depth=2, backbone="smallcnn", epochs=12, batch_size=32, verbose=False).fit(
+        sub, checkpoint=ck, resume=True)
+    assert resumed.hierarchy_.n_leaves == 3
+    assert torch.load(ck, weights_only=False)["state"]["schedule"] == [3, 3]

@@ -371,6 +371,10 @@ def run_training(
 
         saved_config, saved_state = load_checkpoint(checkpoint, expected_class=type(model).__name__)
         model._check_resume_config(saved_config, checkpoint)
+        try:
+            model._check_resume_state(saved_state, checkpoint)
+        except ValueError as exc:  # in command-line terms
+            raise type(exc)(in_flag_terms(type(model), str(exc))) from None
         records = list(saved_state.get("history", []))
     from hiclust.runs import RunLock, commit_overwrite
 

@@ -855,6 +855,10 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
                 + ", ".join(f"{k} (checkpoint {a!r}, now {b!r})" for k, (a, b) in diff.items())
             )
 
+    def _check_resume_state(self, state: dict[str, Any], path: Any) -> None:
+        """Raises ValueError when this run's parameters cannot continue checkpoint ``state``
+        (default: nothing to check beyond the configuration)."""
+
     def _save_training(self, progress: dict[str, Any]) -> None:
         """Writes a training checkpoint: fitted state + optimizer, schedule, RNGs and ``progress``."""
         state = self._state()
@@ -887,6 +891,7 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
         if "progress" not in state:
             raise CheckpointError(f"{path} is a saved model, not a training checkpoint; it cannot be resumed")
         self._check_resume_config(config, path)
+        self._check_resume_state(state, path)
         self._restore_state(state, path)
         restore_rng_state(state["rng"])
         for k, g in self._generators.items():

@@ -567,8 +567,24 @@ class CoHiClust(DeepClusterer):
 
     # ---------------------------------------------------------------------------- persistence
     def _extra_state(self) -> dict[str, Any]:
+        # "schedule": pre-training and pruning epochs as resolved when training started; a resume
+        # keeps them, whatever epochs it asks for (re-deriving them mid-run moved the prunings).
+        schedule = [self._pretrain, self._prune_start] if hasattr(self, "_pretrain") else None
         return {"depth": self.depth_, "leaf_mask": self.leaf_mask_.cpu(), "pruned_leaves": list(self.pruned_leaves_),
-                "backbone": self.backbone_}
+                "backbone": self.backbone_, "schedule": schedule}
+
+    def _check_resume_state(self, state: dict[str, Any], path: Any) -> None:
+        schedule = state.get("schedule")
+        if not schedule or self.epochs is None:  # epochs=None resolves as it did at the start
+            return
+        pretrain, prune_start = (int(v) for v in schedule)
+        n_prune = 2 ** int(state["depth"]) - self.n_clusters
+        if n_prune and int(self.epochs) < prune_start + n_prune:
+            raise ValueError(
+                f"{path} was started with {pretrain} pre-training epochs and prunes its {n_prune} leaves one per epoch "
+                f"from epoch {prune_start}, so it reaches n_clusters={self.n_clusters} leaves only with epochs >= "
+                f"{prune_start + n_prune}; resume with epochs >= {prune_start + n_prune}"
+            )
 
     def _load_extra_state(self, state: dict[str, Any], path: Any) -> None:
         if getattr(self, "depth_", state["depth"]) != state["depth"]:
@@ -578,5 +594,7 @@ class CoHiClust(DeepClusterer):
         self.depth_ = int(state["depth"])
         self.leaf_mask_ = state["leaf_mask"].to(self.device_)
         self.pruned_leaves_ = [int(v) for v in state["pruned_leaves"]]
+        if state.get("schedule") and hasattr(self, "_n_epochs"):  # resuming a fit: keep its schedule
+            self._pretrain, self._prune_start = (int(v) for v in state["schedule"])
         # Models saved before input-space mode existed trained an MLP on every feature matrix.
         self.backbone_ = state.get("backbone", "mlp" if len(self.input_shape_) == 1 else None)
