@@ -358,3 +358,14 @@ def test_version_and_threads_on_every_run_command(capsys):
     for argv in (["evaluate", "r"], ["tree", "r"], ["report", "r"], ["predict", "r", "--input", "x"],
                  ["train", "--dataset", "digits"], ["demo"]):
         assert parser.parse_args([*argv, "--threads", "1"]).threads == 1
+
+
+def test_usage_errors_are_one_line_with_the_nearest_flag(tmp_path, capsys):
+    """A misspelt flag is refused (no prefix matching), in one line naming the flag meant."""
+    for argv, hint in ((["--n-cluster", "3"], "did you mean --n-clusters?"), (["--nclusters", "3"], "--n-clusters"),
+                       (["--k", "3"], "unrecognized arguments: --k 3")):
+        with pytest.raises(SystemExit) as exit_:
+            cli.main(["train", "--dataset", "digits", *argv, "--out", str(tmp_path / "o")])
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and err.count("\n") == 1 and hint in err and "usage:" not in err
+    assert not (tmp_path / "o").exists()

@@ -9,7 +9,7 @@ import importlib
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 __all__ = ["main", "run_training", "evaluate_run", "load_run_model", "load_run_data"]
 
@@ -337,6 +337,7 @@ def run_training(
     eval_data = data if config.evaluation_split == config.split else load_run_data(config, download)
     if download and main_rank:
         dist_utils.barrier()
+    fitted_note = ""
     if not resume:  # a resumed run keeps the parameters it was started with
         from hiclust.data.feature_files import FeatureDataset
 
@@ -349,8 +350,8 @@ def run_training(
             epochs = make_estimator("cohiclust", dict(params)).feature_epochs(len(data))
             notes.append(f"--epochs {epochs} (about {FEATURE_STEPS} optimizer steps)")
         config = replace(config, params=params)
-        if notes and main_rank:
-            print(f"fitted to the data ({len(data):,} items): {', '.join(notes)}", file=sys.stderr)
+        if notes and main_rank:  # printed once the parameters passed their checks (below)
+            fitted_note = f"fitted to the data ({len(data):,} items): {', '.join(notes)}"
     model = make_estimator(config.method, dict(config.params))
     if dist_utils.is_distributed() and not getattr(model, "_SUPPORTS_DISTRIBUTED", False):
         raise ValueError(
@@ -376,6 +377,8 @@ def run_training(
         except ValueError as exc:  # in command-line terms
             raise type(exc)(in_flag_terms(type(model), str(exc))) from None
         records = list(saved_state.get("history", []))
+    if fitted_note:  # after every refusal above, so that a refused command prints its one line only
+        print(fitted_note, file=sys.stderr)
     from hiclust.runs import RunLock, commit_overwrite
 
     final_dir = Path(run_dir)
@@ -683,13 +686,44 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     _add_param_flags(p)
 
 
-class _LazyParser(argparse.ArgumentParser):
+class _OneLineErrors(argparse.ArgumentParser):
+    """Usage errors as one line (what was wrong, the nearest flag, where the help is), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        import difflib
+
+        known = sorted({o for a in self._all_actions() for o in a.option_strings if o.startswith("--")})
+        hints = []
+        for tok in (t for t in message.split() if t.startswith("--") and t not in known):
+            starts = [k for k in known if k.startswith(tok)]  # "--n": the flags it begins
+            near = starts if 0 < len(starts) <= 5 else difflib.get_close_matches(tok, known, n=1)
+            if near:
+                hints.append(f"; did you mean {' or '.join(near)}?")
+        top = any(isinstance(a, argparse._SubParsersAction) for a in self._actions)
+        where = f"{self.prog} COMMAND --help" if top else f"{self.prog} --help"
+        self.exit(2, f"{self.prog}: error: {message}{''.join(hints)} (see {where})\n")
+
+    def _all_actions(self) -> list[argparse.Action]:
+        """This parser's actions and those of its subcommands that were used (populated)."""
+        actions = list(self._actions)
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    if getattr(sub, "_populate", None) is None:  # only parsers already built
+                        actions += list(sub._actions)
+        return actions
+
+
+class _LazyParser(_OneLineErrors):
     """A subcommand's parser whose arguments are added by ``populate(parser)`` only when it is
     used (parsing, help), so that ``hiclust --help`` and the other commands never import what
     they do not need (torch, for the estimator flags of ``train``)."""
 
     def __init__(self, *args: Any, populate: Callable[[argparse.ArgumentParser], None] | None = None,
                  **kwargs: Any) -> None:
+        # No prefix matching of flags: "--n-cluster" or "--k" must be refused, not silently taken
+        # for --n-clusters or --kmeans-weight.
+        kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
         self._populate = populate
 
@@ -715,7 +749,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``hiclust`` parser: every subcommand, ``train``'s flags added only when it is used."""
     from hiclust import __version__
 
-    parser = argparse.ArgumentParser(prog="hiclust", description="Contrastive hierarchical clustering and its baselines.")
+    parser = _OneLineErrors(prog="hiclust", description="Contrastive hierarchical clustering and its baselines.",
+                            allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"hiclust {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_LazyParser)
 
