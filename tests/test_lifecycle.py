@@ -4,6 +4,7 @@ flags; fitted attributes appear only when fit completes; predict & co. are writt
 from __future__ import annotations
 
 import inspect
+import re
 from numbers import Integral
 
 import numpy as np
@@ -136,6 +137,22 @@ def test_failed_fit_leaves_no_fitted_attributes_and_success_sets_them(monkeypatc
     proba = model.predict_proba(x)
     assert proba.shape == (64, 2) and np.allclose(proba.sum(1), 1)
     assert model.transform(x).shape == (64, model.model_.backbone.feature_dim)
+
+
+def test_log_lines_estimate_the_time_left_until_the_last_epoch(capsys):
+    # Without a terminal (no progress bar) the per-epoch log line is all a user sees: each one but
+    # the last says how long the rest of the fit should take.
+    from hiclust.methods.base import format_duration
+
+    assert [format_duration(s) for s in (0.4, 59.6, 61, 3599, 3600, 86399)] == [
+        "0s", "1m00s", "1m01s", "59m59s", "1h00m", "23h59m"]
+    x = _tiny_images(64)
+    hiclust.CoHiClust(n_clusters=2, depth=1, epochs=3, pretrain_epochs=1, batch_size=32, backbone="smallcnn",
+                      device="cpu", verbose=True).fit(x)
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("[CoHiClust] epoch=")]
+    assert len(lines) == 3
+    assert all(re.search(r" left≈\d+(s|m\d\ds|h\d\dm)$", ln) for ln in lines[:-1]), lines
+    assert "left≈" not in lines[-1]
 
 
 def test_decision_path_agrees_with_predict_and_predict_proba():

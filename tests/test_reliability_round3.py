@@ -139,8 +139,8 @@ def _signal_at_epoch(monkeypatch, epoch: int, times: int) -> None:
     emit = DeepClusterer._emit
     outside = signal.getsignal(signal.SIGINT)
 
-    def emit_and_interrupt(self, record):
-        emit(self, record)
+    def emit_and_interrupt(self, record, **kwargs):
+        emit(self, record, **kwargs)
         if record.get("epoch") == epoch:
             # without hiclust's handler a SIGINT would stop the test session itself
             assert signal.getsignal(signal.SIGINT) is not outside, "no Ctrl-C handler during training"
@@ -192,6 +192,27 @@ def test_ctrl_c_during_overwrite_leaves_the_old_run(tmp_path, capsys, monkeypatc
     assert capsys.readouterr().err.splitlines()[-1] == (
         f"hiclust train: interrupted; the run in {out} was left as it was (run the same command again to replace it)")
     assert snapshot(out) == before and sorted(p.name for p in tmp_path.iterdir()) == ["run", "x.npy"]
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_refused_train_leaves_a_stale_lock_as_it_was(tmp_path, capsys):
+    # A directory that is not a run, holding the lock of a killed training: train refuses it and
+    # must not change it (it used to take the stale lock over and then remove it).
+    np.save(tmp_path / "x.npy", blobs())
+    out = tmp_path / "notarun"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    (out / ".hiclust.lock").write_text(str(_dead_pid()))
+    before = snapshot(out)
+    argv = ["train", "--dataset", f"features:{tmp_path / 'x.npy'}", *FEAT, "--epochs", "3", "--out", str(out)]
+    assert cli.main(argv) == 2
+    assert "is not empty (and is not a hiclust run)" in capsys.readouterr().err
+    assert snapshot(out) == before
 
 
 def _png(path: Path, a: np.ndarray) -> None:

@@ -434,6 +434,18 @@ def test_cli_predict_npy_and_folder(run_dir, tmp_path, capsys):
         assert r["label"] == data.class_names[int(data.labels[i])]
         assert int(r["cluster"]) == expected[i]
 
+    # an unreadable file: skipped with a warning naming it (as train does), the other rows intact;
+    # --strict refuses the folder and writes nothing
+    (tmp_path / "imgs" / data.class_names[int(data.labels[0])] / "broken.png").write_bytes(b"not a png")
+    capsys.readouterr()
+    out3 = tmp_path / "pred3.csv"
+    with pytest.warns(UserWarning, match=r"skipped 1 unreadable image file\(s\) of 13 .*broken\.png"):
+        assert main(["predict", str(run_dir), "--input", str(tmp_path / "imgs"), "--out", str(out3)]) == 0
+    assert _read_csv(out3) == rows2
+    out4 = tmp_path / "pred4.csv"
+    assert main(["predict", str(run_dir), "--input", str(tmp_path / "imgs"), "--out", str(out4), "--strict"]) == 2
+    assert "1 of 13 image files" in capsys.readouterr().err and not out4.exists()
+
     # wrong image size: clear error naming the fix; --image-size resizes
     np.save(tmp_path / "big.npy", np.zeros((3, 10, 10), dtype=np.uint8))
     capsys.readouterr()

@@ -392,7 +392,7 @@ def run_training(
         try:
             prepare_run_dir(final_dir, config, overwrite=overwrite, resume=resume, write_to=run_dir)
         except BaseException:
-            lock.release()
+            lock.release(restore=True)  # refused: a stale lock found here stays as it was
             raise
     dist_utils.barrier()  # the run directory (and a resumed checkpoint) exists before any rank trains
 

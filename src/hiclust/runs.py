@@ -193,12 +193,14 @@ class RunLock:
 
     The lock is the file ``RUN_DIR/.hiclust.lock`` created exclusively (O_EXCL) with the holder's
     process id; it is removed on exit. A lock whose process no longer runs (a killed training) is
-    taken over.
+    taken over; ``release(restore=True)`` (a start refused after taking the lock) puts it back, so a
+    refused command leaves the directory as it found it.
     """
 
     def __init__(self, run_dir: str | Path) -> None:
         self.path = Path(run_dir) / LOCK_FILE
         self.created_dir = False
+        self.taken_over: str | None = None  # the stale lock's text, when acquire() replaced one
 
     def __enter__(self) -> "RunLock":
         return self.acquire()
@@ -223,6 +225,10 @@ class RunLock:
                         run_dir.rmdir()
                     raise RunDirError(f"another hiclust process (pid {pid}) is training into {run_dir}; wait for it, "
                                       f"or choose another --out (remove {self.path} if no such process runs)") from None
+                try:
+                    self.taken_over = self.path.read_text()
+                except OSError:
+                    self.taken_over = None
                 self.path.unlink(missing_ok=True)  # left by a killed training
                 continue
             with os.fdopen(fd, "w") as f:
@@ -230,8 +236,12 @@ class RunLock:
             return self
         raise RunDirError(f"could not lock {run_dir} ({self.path}); try again")
 
-    def release(self) -> None:
-        """Removes the lock, and the run directory if taking the lock created it and it stayed empty."""
+    def release(self, restore: bool = False) -> None:
+        """Removes the lock, and the run directory if taking the lock created it and it stayed empty;
+        ``restore``: put back the stale lock that acquire() took over (nothing changed after all)."""
+        if restore and self.taken_over is not None:
+            self.path.write_text(self.taken_over)
+            return
         self.path.unlink(missing_ok=True)
         if self.created_dir:
             try:

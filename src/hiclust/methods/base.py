@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 import random
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,6 +185,20 @@ def prepare_data(X: Any, y: Any = None) -> PreparedData:
             raise ValueError(f"got {labels.shape[0]} labels for {x.shape[0]} samples; they must be equally many")
         labels = labels.long()
     return PreparedData(x, labels, name, class_names)
+
+
+def format_duration(seconds: float) -> str:
+    """``seconds`` as a short human duration: '45s', '3m05s', '2h07m'.
+
+    >>> format_duration(45.2), format_duration(185), format_duration(7620)
+    ('45s', '3m05s', '2h07m')
+    """
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
 def seed_everything(seed: int) -> None:
@@ -624,7 +639,12 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
         names = [p.name for p in phases]
         if progress["phase"] not in names:
             raise CheckpointError(f"{checkpoint} stopped in phase {progress['phase']!r}, unknown to {type(self).__name__}")
-        for phase in phases[names.index(progress["phase"]):]:
+        todo = phases[names.index(progress["phase"]):]
+        for i, phase in enumerate(todo):
+            # Epochs of the phases after this one, for the log line's time estimate; None when one
+            # of them runs its own loop (DEC's clustering) and so has no epoch count to go by.
+            later = todo[i + 1:]
+            self._epochs_after = None if any(p.run is not None for p in later) else sum(p.epochs for p in later)
             resumed_here = phase.name == progress["phase"]
             state = opt_state if resumed_here else None
             if phase.run is not None:
@@ -634,7 +654,7 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
                 self._run_phase(phase, start, state, sched_state if resumed_here else None)
         self._finish_fit(data)
         for name in ("_x", "_data", "_net", "_augment", "_callback", "_generators", "_optimizer", "_scheduler",
-                     "_instance_data", "_instance_x"):
+                     "_instance_data", "_instance_x", "_epochs_after"):
             self.__dict__.pop(name, None)
 
     def _make_optimizer(self, phase: Phase) -> torch.optim.Optimizer:
@@ -677,6 +697,8 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
 
             reseed = reseed_augment
 
+        phase_started = time.perf_counter()
+
         def on_epoch_end(epoch: int, logs: dict[str, float]) -> None:
             record: dict[str, Any] = {"phase": phase.name} if phase.record_phase else {}
             record.update({"epoch": epoch + 1, **logs})
@@ -685,7 +707,11 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
             last = epoch + 1 == phase.epochs
             if self._data.labels is not None and ((epoch + 1) % self.eval_every == 0 or last):
                 (phase.evaluate or self._evaluate_record)(record)
-            self._emit(record)
+            # Wall time per epoch so far in this phase (evaluation included) times the epochs left.
+            per_epoch = (time.perf_counter() - phase_started) / (epoch + 1 - start_epoch)
+            after = getattr(self, "_epochs_after", 0)
+            left = phase.epochs - epoch - 1 + (after or 0)
+            self._emit(record, seconds_left=per_epoch * left if left else None, whole_fit=after is not None)
             due = (epoch + 1) % self._checkpoint_every == 0
             # Ctrl-C under `hiclust train` (hiclust.interrupt): a checkpoint here, then the stop.
             stop = interrupt.stop_requested()
@@ -720,12 +746,17 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
     def _evaluate_record(self, record: dict[str, Any]) -> None:
         record.update(self._label_metrics(self._data.labels, self._predict_raw(self._data.x)))
 
-    def _emit(self, record: dict[str, Any]) -> None:
+    def _emit(self, record: dict[str, Any], seconds_left: float | None = None, whole_fit: bool = True) -> None:
+        """Appends ``record`` to ``history_``, logs it (verbose), passes it to the callback;
+        ``seconds_left``: the estimated rest of the fit (``whole_fit=False``: of this phase), shown
+        on the log line only."""
         self.history_.append(record)
         if self.verbose and dist_utils.is_main():
             # Lists (e.g. CoHiClust's leaf_mass) stay in history_ and history.jsonl, off the log line.
             shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()
                              if not isinstance(v, list))
+            if seconds_left is not None:
+                shown += f" left≈{format_duration(seconds_left)}" + ("" if whole_fit else " (this phase)")
             print(f"[{self._LOG_NAME}] {shown}", file=sys.stderr, flush=True)
         if self._callback is not None and dist_utils.is_main():
             self._callback(record)

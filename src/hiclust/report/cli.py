@@ -108,13 +108,16 @@ def _folder_files(path: Path) -> list[str]:
 
 
 def load_prediction_input(path: str | Path, image_size: int | None = None, *, features: bool = False,
-                          label_column: str | None = None, id_column: str | None = None) -> tuple[Any, list[str]]:
+                          label_column: str | None = None, id_column: str | None = None,
+                          strict: bool = False) -> tuple[Any, list[str]]:
     """Loads a folder of images, a shard directory written by ``hiclust shard`` (a folder holding
     dataset.json and index.npz), a .npy array or (``features=True``, or a .npz/.csv/.parquet
     file) a feature matrix; returns (ImageDataset or FeatureDataset, input names). The names are
     the files' paths relative to the folder, a shard directory's stored item ids, the row numbers
     of an array, or a feature file's ids. Data over the memory budget (``--max-memory``) is
-    streamed: the dataset's images / features are a :class:`~hiclust.data.streaming.DiskRows`."""
+    streamed: the dataset's images / features are a :class:`~hiclust.data.streaming.DiskRows`.
+    A folder's unreadable image files are skipped with a warning that names them, as ``train``
+    does (their names are then absent from the rows); ``strict``: refuse them instead."""
     from hiclust.data import load_dataset
     from hiclust.data.feature_files import FEATURE_SUFFIXES
 
@@ -130,11 +133,10 @@ def load_prediction_input(path: str | Path, image_size: int | None = None, *, fe
         data = load_dataset(f"shards:{p}", split="all", image_size=image_size)
         return data, data.ids()
     if p.is_dir():
-        # strict: a skipped unreadable file would shift the names against the rows
-        data = load_dataset(f"folder:{p}", split="all", image_size=image_size, strict=True)
-        names = _folder_files(p)
-        if len(names) != len(data):
-            raise RuntimeError(f"read {len(data)} images from {p} but listed {len(names)} files; report this as a bug")
+        data = load_dataset(f"folder:{p}", split="all", image_size=image_size, strict=strict)
+        names = data.ids()  # the files read, in row order (a skipped unreadable file has no row)
+        if data.item_ids is None or not set(names) <= set(_folder_files(p)):
+            raise RuntimeError(f"the images read from {p} do not match the folder's file list; report this as a bug")
         return data, names
     if p.suffix.lower() == ".npy":
         if not p.is_file():
@@ -312,7 +314,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             raise ValueError(f"the model in {args.run_dir} has no hierarchy; predict paths need CoHiClust")
         features = len(getattr(model, "input_shape_", ()) or ()) == 1
         data, names = load_prediction_input(args.input, args.image_size, features=features,
-                                            label_column=args.label_column, id_column=args.id_column)
+                                            label_column=args.label_column, id_column=args.id_column,
+                                            strict=args.strict)
         check_input_shape(model, data, args.input)
         if world > 1:  # the ranks must have read the same items in the same order
             info = (len(names), hashlib.sha256("\n".join(names).encode("utf-8", "surrogatepass")).hexdigest())
@@ -415,6 +418,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", default="predictions.csv", help="output CSV (default predictions.csv)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.add_argument("--image-size", type=int, default=None, help="resize every input image to this size (square)")
+    p.add_argument("--strict", action="store_true",
+                   help="fail on unreadable image files in a --input folder instead of skipping them (with a warning)")
     p.add_argument("--label-column", default=None, metavar="NAME",
                    help="feature files: the column (.csv/.parquet) or array (.npz) holding labels, written to 'label'")
     p.add_argument("--id-column", default=None, metavar="NAME",
