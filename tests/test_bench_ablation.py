@@ -30,14 +30,14 @@ def test_ablation_rows_switch_off_exactly_the_paper_terms():
     assert (r1["nt_xent_weight"], r1["pretrain_epochs"]) == (0.0, 0) and "balance_weight" not in r1
     assert no_pre["pretrain_epochs"] == 0 and not ({"nt_xent_weight", "balance_weight"} & set(no_pre))
     # the full row ("+ R1 + R2") is the preset as is, pre-training included
-    assert full["pretrain_epochs"] == preset["pretrain_epochs"] == 50
+    assert full["pretrain_epochs"] == preset["pretrain_epochs"] == 100
     assert {k: v for k, v in full.items() if k in preset} == preset
     for params in (alone, r1, no_pre):  # nothing else differs from the full row
         same = {k: v for k, v in params.items() if k not in _SWITCHED}
         assert same == {k: v for k, v in full.items() if k not in _SWITCHED}
     # the estimator resolves these to the intended loss weights and schedule
     for name, (nt, balance, pre) in {"cohiloss": (0.0, 0.0, 0), "cohiloss_r1": (0.0, None, 0),
-                                     "cohiclust": (1.0, None, 50), "cohiclust_no_pretrain": (1.0, None, 0)}.items():
+                                     "cohiclust": (1.0, None, 100), "cohiclust_no_pretrain": (1.0, None, 0)}.items():
         est = make_estimator("cohiclust", rows[name])
         assert (est.nt_xent_weight, est.balance_weight) == (nt, balance), name
         assert est._schedule()[1] == pre and est.epochs == 200, name
@@ -63,7 +63,7 @@ def test_ablation_rows_with_epochs_and_overrides():
     # bench --epochs alone: the full row keeps its pre-training share, the others none
     plain = bench.ablation_params("digits", 10, epochs=20)
     assert [plain[m]["pretrain_epochs"] for m in bench.ABLATION_VARIANTS] == [0, 0, 0]
-    assert plain["cohiclust"]["pretrain_epochs"] == 5
+    assert plain["cohiclust"]["pretrain_epochs"] == 10  # half, as the preset
     # CIFAR-10: the reference recipe; rows without pre-training keep its 1,500 epochs and prune start
     cifar = bench.ablation_params("cifar10", 10)
     assert cifar["cohiclust"]["pretrain_epochs"] == 1000

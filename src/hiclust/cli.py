@@ -524,14 +524,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     preset = load_config_file("digits")
     params = dict(preset["params"])
     if args.epochs is not None:
-        # keep the preset's proportions: a quarter of the epochs for NT-Xent pre-training, fewer
-        # where the tree's prunings (one per epoch) would not fit after it
+        # keep the preset's proportions (half of the epochs for NT-Xent pre-training), fewer where
+        # the tree's prunings (one per epoch) would not fit after it
         n_prune = 2 ** params["depth"] - params["n_clusters"]
         if args.epochs < max(n_prune, 1):
             raise ValueError(f"--epochs must be at least {max(n_prune, 1)} for the demo: its tree of depth "
                              f"{params['depth']} prunes {n_prune} of its {2 ** params['depth']} leaves, one per epoch")
+        share = params["pretrain_epochs"] / params["epochs"]
         params["epochs"] = args.epochs
-        params["pretrain_epochs"] = min(args.epochs // 4, args.epochs - n_prune)
+        params["pretrain_epochs"] = min(int(args.epochs * share), args.epochs - n_prune)
     params["device"] = args.device
     config = RunConfig(method=preset["method"], dataset=preset["dataset"], split=preset.get("split", "all"), params=params)
     print(f"hiclust demo: CoHiClust on scikit-learn digits (1,797 images 8x8, 10 classes), {params['epochs']} epochs -> {args.out}")
@@ -756,7 +757,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="train CoHiClust on scikit-learn's digits on the CPU; writes metrics and a tree picture")
     p.add_argument("--out", default="runs/demo", help="run directory (default runs/demo; replaced if it exists)")
-    p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs (200; a quarter of them are NT-Xent pre-training)")
+    p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs (200; half of them are NT-Xent pre-training)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda")
     # The demo's network is tiny (8x8 inputs): a second CPU thread gains little, and on a machine
     # whose cores are busy, two threads can make it many times slower.
