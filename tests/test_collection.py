@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -368,4 +369,27 @@ def test_usage_errors_are_one_line_with_the_nearest_flag(tmp_path, capsys):
             cli.main(["train", "--dataset", "digits", *argv, "--out", str(tmp_path / "o")])
         err = capsys.readouterr().err
         assert exit_.value.code == 2 and err.count("\n") == 1 and hint in err and "usage:" not in err
+        assert err.rstrip().endswith("(see hiclust train --help)")  # the subcommand given, not "COMMAND"
     assert not (tmp_path / "o").exists()
+
+
+def test_messages_a_new_user_met(tmp_path, capsys):
+    """Fresh-eyes findings: a CSV column named like labels is announced as a feature; a command
+    without --strict does not offer it; a parameter left at its default is called 'default'."""
+    import pandas as pd
+
+    from hiclust.methods.base import _shown
+
+    csv = tmp_path / "m.csv"
+    pd.DataFrame({"a": [0.1, 0.2, 0.3], "b": [1.0, 2.0, 0.5], "label": [0, 1, 1]}).to_csv(csv, index=False)
+    with pytest.warns(UserWarning, match=r"m\.csv: column 'label' is clustered as a feature; if it holds the "
+                                         r"classes, pass label_column='label'"):
+        assert load_dataset(f"features:{csv}").feature_dim == 3
+    assert cli.one_line("pass label_column='label'") == "pass --label-column 'label'"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # named: no warning
+        assert load_dataset(f"features:{csv}", label_column="label").feature_dim == 2
+    hint = "skipped 1 unreadable image file(s) of 5 in d: d/x.png (broken) (pass strict=True to make this an error)"
+    assert cli.one_line(hint).endswith("(pass --strict to make this an error)")
+    assert cli.one_line(hint, strict_flag=False) == "skipped 1 unreadable image file(s) of 5 in d: d/x.png (broken)"
+    assert (_shown(None), _shown(0.01), _shown("mlp")) == ("default", "0.01", "'mlp'")

@@ -178,6 +178,7 @@ def test_ctrl_c_in_train_exits_130_with_one_resume_line(times, extra, message, e
     assert not (out / ".hiclust.lock").exists()
     monkeypatch.undo()
     assert cli.main(["train", "--resume", str(out)]) == 0  # the printed command goes on
+    assert f"hiclust train: resuming {out} after epoch {epoch}, to epoch 5" in capsys.readouterr().err
     assert (out / "model.pt").exists() and len((out / "history.jsonl").read_text().splitlines()) == 5
 
 

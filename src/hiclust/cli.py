@@ -377,6 +377,13 @@ def run_training(
         except ValueError as exc:  # in command-line terms
             raise type(exc)(in_flag_terms(type(model), str(exc))) from None
         records = list(saved_state.get("history", []))
+        if main_rank:
+            done = saved_state.get("progress", {})
+            at = f"epoch {done.get('epoch')}" if done.get("phase") in (None, "train") else (
+                f"{done.get('phase')} epoch {done.get('epoch')}")
+            epochs = config.params.get("epochs")
+            print(f"hiclust train: resuming {Path(run_dir)} after {at}"
+                  + (f", to epoch {epochs}" if epochs is not None else ""), file=sys.stderr)
     if fitted_note:  # after every refusal above, so that a refused command prints its one line only
         print(fitted_note, file=sys.stderr)
     from hiclust.runs import RunLock, commit_overwrite
@@ -700,8 +707,11 @@ class _OneLineErrors(argparse.ArgumentParser):
             near = starts if 0 < len(starts) <= 5 else difflib.get_close_matches(tok, known, n=1)
             if near:
                 hints.append(f"; did you mean {' or '.join(near)}?")
-        top = any(isinstance(a, argparse._SubParsersAction) for a in self._actions)
-        where = f"{self.prog} COMMAND --help" if top else f"{self.prog} --help"
+        subs = [a for a in self._actions if isinstance(a, argparse._SubParsersAction)]
+        where = f"{self.prog} --help"
+        if subs:  # the top parser reports a subcommand's unknown flags: name that subcommand
+            given = [t for t in getattr(self, "argv", []) if t in subs[0].choices]
+            where = f"{self.prog} {given[0] if given else 'COMMAND'} --help"
         self.exit(2, f"{self.prog}: error: {message}{''.join(hints)} (see {where})\n")
 
     def _all_actions(self) -> list[argparse.Action]:
@@ -795,7 +805,9 @@ def main(argv: list[str] | None = None) -> int:
     on stderr, nothing written), 130 after Ctrl-C (one line; ``train`` names the ``--resume``
     command)."""
     parser = build_parser()
-    args = parser.parse_args(_join_negative_values(sys.argv[1:] if argv is None else list(argv)))
+    argv = _join_negative_values(sys.argv[1:] if argv is None else list(argv))
+    parser.argv = argv  # for the usage error's "see hiclust train --help"
+    args = parser.parse_args(argv)
     threads = getattr(args, "threads", None)
     if threads is not None:
         if threads < 1:
@@ -823,12 +835,16 @@ def main(argv: list[str] | None = None) -> int:
 
     old_format = warnings.formatwarning
     # Warnings (e.g. skipped unreadable images) as one clean line each, in command-line terms.
+    # A command without --strict (tree, report: they read the run's data as the run did) does not
+    # offer it.
+    has_strict = hasattr(args, "strict")
     warnings.formatwarning = lambda message, category, *rest, **kw: (
-        f"hiclust {args.command}: warning: {one_line(str(message))}\n")
+        f"hiclust {args.command}: warning: {one_line(str(message), strict_flag=has_strict)}\n")
     try:
         return args.func(args)
-    except (ValueError, OSError, RuntimeError, TypeError, FloatingPointError) as exc:
-        # Known user errors: one clear line instead of a traceback (HICLUST_DEBUG=1 shows it).
+    except (ValueError, OSError, RuntimeError, TypeError, FloatingPointError, ImportError) as exc:
+        # Known user errors (and a missing optional package, e.g. pyarrow for .parquet): one clear
+        # line instead of a traceback (HICLUST_DEBUG=1 shows it).
         if os.environ.get("HICLUST_DEBUG"):
             raise
         print(f"hiclust {args.command}: error: {one_line(str(exc))}", file=sys.stderr)
@@ -925,18 +941,22 @@ def _streaming_notice(args: argparse.Namespace) -> Callable[[str, int, int], Non
 
 
 # The library's parameter names in messages that reach the command line, as its flags.
-_API_TO_FLAGS = (("pass strict=True", "pass --strict"), ("pass image_size=S", "pass --image-size S"))
+_API_TO_FLAGS = (("pass strict=True", "pass --strict"), ("pass image_size=S", "pass --image-size S"),
+                 ("pass label_column=", "pass --label-column "))  # label_column='c' → --label-column 'c'
 
 
-def one_line(message: str) -> str:
+def one_line(message: str, strict_flag: bool = True) -> str:
     r"""``message`` as one line for the terminal: line breaks folded into spaces, and the
     library's keyword arguments written as the command's flags (``strict=True`` → ``--strict``,
-    ``image_size=S`` → ``--image-size S``).
+    ``image_size=S`` → ``--image-size S``, ``label_column='c'`` → ``--label-column c``);
+    ``strict_flag=False``: for a command without ``--strict``, its hint is left out.
 
     >>> one_line("skipped 1 of 5 files\n  (pass strict=True to make this an error)")
     'skipped 1 of 5 files (pass --strict to make this an error)'
     """
     text = " ".join(part.strip() for part in message.splitlines() if part.strip())
+    if not strict_flag:
+        text = text.replace(" (pass strict=True to make this an error)", "")
     for api, flag in _API_TO_FLAGS:
         text = text.replace(api, flag)
     return text

@@ -27,6 +27,7 @@ integers): those are mapped to ids 0..C−1 in sorted order, their text kept as 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from hiclust._warnings import user_stacklevel
 from hiclust.data.streaming import rows_text
 
 __all__ = ["FeatureDataset", "load_feature_file", "model_input", "FEATURE_SUFFIXES"]
@@ -168,6 +170,10 @@ def _labels_to_ids(values: np.ndarray, what: str) -> tuple[torch.Tensor, list[st
     return torch.from_numpy(ids.astype(np.int64).reshape(-1)), [str(u) for u in uniq.tolist()]
 
 
+# Column names that usually hold the classes: used as features only with a warning.
+LABEL_LIKE_COLUMNS = ("label", "labels", "y", "target", "class", "classes")
+
+
 def _read_table(path: Path) -> Any:
     try:
         import pandas as pd
@@ -196,6 +202,11 @@ def _from_table(path: Path, label_column: str | None, id_column: str | None, nam
             raise ValueError(f"{flag} {col!r}: {path.name} has no such column; its columns: {', '.join(cols[:20])}"
                              + (" ..." if len(cols) > 20 else ""))
     feature_cols = [c for c in cols if c not in (label_column, id_column)]
+    if label_column is None:
+        named = [c for c in feature_cols if c.strip().lower() in LABEL_LIKE_COLUMNS]
+        if named and df[named[0]].dtype.kind in "iuf":  # a text column is refused below anyway
+            warnings.warn(f"{path.name}: column {named[0]!r} is clustered as a feature; if it holds the classes, "
+                          f"pass label_column={named[0]!r}", stacklevel=user_stacklevel())
     non_numeric = [c for c in feature_cols if df[c].dtype.kind not in "iuf"]
     if non_numeric:
         raise ValueError(

@@ -187,6 +187,11 @@ def prepare_data(X: Any, y: Any = None) -> PreparedData:
     return PreparedData(x, labels, name, class_names)
 
 
+def _shown(value: Any) -> str:
+    """A parameter value in a message: None (the parameter left at its default) as 'default'."""
+    return "default" if value is None else repr(value)
+
+
 def format_duration(seconds: float) -> str:
     """``seconds`` as a short human duration: '45s', '3m05s', '2h07m'.
 
@@ -883,7 +888,7 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
         if diff:
             raise CheckpointError(
                 f"cannot resume from {path}: its configuration differs in "
-                + ", ".join(f"{k} (checkpoint {a!r}, now {b!r})" for k, (a, b) in diff.items())
+                + ", ".join(f"{k} (checkpoint {_shown(a)}, now {_shown(b)})" for k, (a, b) in diff.items())
             )
 
     def _check_resume_state(self, state: dict[str, Any], path: Any) -> None:
