@@ -381,7 +381,8 @@ def test_messages_a_new_user_met(tmp_path, capsys):
     from hiclust.methods.base import _shown
 
     csv = tmp_path / "m.csv"
-    pd.DataFrame({"a": [0.1, 0.2, 0.3], "b": [1.0, 2.0, 0.5], "label": [0, 1, 1]}).to_csv(csv, index=False)
+    pd.DataFrame({"a": [0.1, 0.2, 0.3, 0.9, 1.1, 1.0], "b": [1.0, 2.0, 0.5, 0.2, 0.7, 0.1],
+                  "label": [0, 0, 0, 1, 1, 1]}).to_csv(csv, index=False)
     with pytest.warns(UserWarning, match=r"m\.csv: column 'label' is clustered as a feature; if it holds the "
                                          r"classes, pass label_column='label'"):
         assert load_dataset(f"features:{csv}").feature_dim == 3
@@ -393,3 +394,18 @@ def test_messages_a_new_user_met(tmp_path, capsys):
     assert cli.one_line(hint).endswith("(pass --strict to make this an error)")
     assert cli.one_line(hint, strict_flag=False) == "skipped 1 unreadable image file(s) of 5 in d: d/x.png (broken)"
     assert (_shown(None), _shown(0.01), _shown("mlp")) == ("default", "0.01", "'mlp'")
+    # a file where a folder is expected: said so, with the forms that read it; nothing written
+    with pytest.raises(ValueError, match=r"m\.csv is a file, not a folder of images; for a feature matrix use "
+                                         r"features:.*m\.csv"):
+        load_dataset(f"folder:{csv}")
+    before = csv.read_bytes()
+    capsys.readouterr()
+    assert cli.main(["train", "--dataset", f"features:{csv}", "--label-column", "label", "--n-clusters", "2",
+                     "--out", str(csv)]) == 2
+    assert "m.csv is a file, not a folder; choose another --out" in capsys.readouterr().err
+    assert csv.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["m.csv"]
+    # a FeatureDataset handed to fit: the hint names its matrix
+    from hiclust import CoHiClust
+
+    with pytest.raises(TypeError, match=r"got FeatureDataset; pass its matrix, data\.features"):
+        CoHiClust(n_clusters=2).fit(load_dataset(f"features:{csv}", label_column="label"))

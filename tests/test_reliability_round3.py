@@ -155,7 +155,8 @@ CTRL_C = [
     ("one-ctrl-c-checkpoints-the-epoch", 1, ["--checkpoint-every", "100"],
      r"interrupted; checkpoint written after epoch 2 \(.*checkpoint\.pt\); continue with: hiclust train --resume ", 2),
     ("second-ctrl-c-stops-now-keeping-the-last", 2, ["--checkpoint-every", "1"],
-     r"interrupted; the last checkpoint was kept \(.*checkpoint\.pt\); continue with: hiclust train --resume ", 1),
+     r"interrupted; the last checkpoint was kept \(.*checkpoint\.pt, after epoch 1\); continue with: "
+     r"hiclust train --resume ", 1),
 ]
 
 

@@ -475,7 +475,13 @@ def _interrupted(exc: KeyboardInterrupt, final_dir: Path, run_dir: Path, replaci
     if isinstance(exc, TrainingInterrupted):
         kept = f"checkpoint written {describe_progress(exc.progress)} ({checkpoint})"
     elif checkpoint.exists():
-        kept = f"the last checkpoint was kept ({checkpoint})"
+        try:  # say how far it goes: the log may be several epochs further
+            from hiclust.checkpoint import load_checkpoint
+
+            at = ", " + describe_progress(load_checkpoint(checkpoint)[1].get("progress", {}))
+        except Exception:  # noqa: BLE001 - the message must not fail; the file is named anyway
+            at = ""
+        kept = f"the last checkpoint was kept ({checkpoint}{at})"
     else:
         kept = "no checkpoint had been written yet (resuming starts the training over)"
     return RunInterrupted(f"interrupted; {kept}; continue with: hiclust train --resume {shlex.quote(str(final_dir))}")

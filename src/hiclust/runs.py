@@ -213,6 +213,8 @@ class RunLock:
         import os
 
         run_dir = self.path.parent
+        if run_dir.exists() and not run_dir.is_dir():
+            raise RunDirError(f"{run_dir} is a file, not a folder; choose another --out (a folder for the run)")
         self.created_dir = not run_dir.exists()
         run_dir.mkdir(parents=True, exist_ok=True)
         for _ in range(2):

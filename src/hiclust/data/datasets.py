@@ -808,6 +808,9 @@ def _folder_files(path: Path, name: str) -> tuple[list[Path], np.ndarray | None,
     """The image files of a folder in row order, their class ids (None: unlabeled) and the class
     names: one sub-folder per class (sorted names → ids), or images directly inside."""
     if not path.is_dir():
+        if path.is_file():
+            raise ValueError(f"{name!r}: {path} is a file, not a folder of images; for a feature matrix use "
+                             f"features:{path}, for an image array npy:{path}")
         raise FileNotFoundError(f"{name!r}: no such directory {path}")
     top_files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(IMAGE_EXTENSIONS))
     subdirs = class_dirs(path)

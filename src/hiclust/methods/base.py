@@ -96,7 +96,8 @@ def _to_tensor(x: Any) -> Any:
         return torch.from_numpy(np.ascontiguousarray(x))
     raise TypeError(
         f"expected an ImageDataset, a torch.Tensor, a numpy array or a list of rows, got {type(x).__name__}; "
-        "load files with hiclust.data.load_dataset('folder:PATH') first"
+        + ("pass its matrix, data.features (and data.labels as y)" if hasattr(x, "features")
+           else "load files with hiclust.data.load_dataset('folder:PATH') first")
     )
 
 
