@@ -378,11 +378,10 @@ def run_training(
             raise type(exc)(in_flag_terms(type(model), str(exc))) from None
         records = list(saved_state.get("history", []))
         if main_rank:
-            done = saved_state.get("progress", {})
-            at = f"epoch {done.get('epoch')}" if done.get("phase") in (None, "train") else (
-                f"{done.get('phase')} epoch {done.get('epoch')}")
+            from hiclust.interrupt import describe_progress
+
             epochs = config.params.get("epochs")
-            print(f"hiclust train: resuming {Path(run_dir)} after {at}"
+            print(f"hiclust train: resuming {Path(run_dir)} {describe_progress(saved_state.get('progress', {}))}"
                   + (f", to epoch {epochs}" if epochs is not None else ""), file=sys.stderr)
     if fitted_note:  # after every refusal above, so that a refused command prints its one line only
         print(fitted_note, file=sys.stderr)
@@ -954,7 +953,7 @@ _API_TO_FLAGS = (("pass strict=True", "pass --strict"), ("pass image_size=S", "p
 def one_line(message: str, strict_flag: bool = True) -> str:
     r"""``message`` as one line for the terminal: line breaks folded into spaces, and the
     library's keyword arguments written as the command's flags (``strict=True`` → ``--strict``,
-    ``image_size=S`` → ``--image-size S``, ``label_column='c'`` → ``--label-column c``);
+    ``image_size=S`` → ``--image-size S``, ``label_column='c'`` → ``--label-column 'c'``);
     ``strict_flag=False``: for a command without ``--strict``, its hint is left out.
 
     >>> one_line("skipped 1 of 5 files\n  (pass strict=True to make this an error)")
