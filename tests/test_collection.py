@@ -243,7 +243,7 @@ ROUND2 = [
     ("npy-matrix-points-to-features", ["train", "--dataset", "npy:{in}/matrix.npy", *FEAT], ValueError,
      r"not images; to cluster its rows as feature vectors use --dataset features:"),
     ("features-no-columns", ["train", "--dataset", "features:{in}/empty_cols.npy", *FEAT], ValueError, r"no columns"),
-    ("features-nan", ["train", "--dataset", "features:{in}/nan.npy", *FEAT], ValueError, r"NaN or infinite .* in row 4;"),
+    ("features-nan", ["train", "--dataset", "features:{in}/nan.npy", *FEAT], ValueError, r"NaN or infinite .* in row 4 \(0-based\);"),
     ("features-bool", ["train", "--dataset", "features:{in}/bools.npy", *FEAT], ValueError, r"unsupported dtype bool"),
     ("features-suffix", ["train", "--dataset", "features:{in}/x.txt", *FEAT], ValueError,
      r"must end in \.npy, \.npz, \.csv, \.parquet"),

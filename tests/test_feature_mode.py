@@ -133,7 +133,7 @@ def test_feature_matrices_that_cannot_be_clustered_get_one_clear_error():
         CoHiClust(n_clusters=2, verbose=False).fit(np.ones((20, 3), np.float32))
     bad = x.copy()
     bad[5, 1] = np.nan
-    with pytest.raises(ValueError, match=r"NaN or infinite values \(row 5\)"):
+    with pytest.raises(ValueError, match=r"NaN or infinite values \(row 5 \(0-based\)\)"):
         CoHiClust(n_clusters=3, verbose=False).fit(bad)
 
 

@@ -406,9 +406,17 @@ def test_an_existing_out_file_is_never_replaced_without_overwrite(argv, tmp_path
 
     out = tmp_path / "mine.txt"
     out.write_text("the user's own file")
-    args = [str(tmp_path / "no-run") if a == "RUN" else str(out) if a == "OUT" else a for a in argv]
+    run = tmp_path / "run"  # a run directory, enough for the checks that come before the model loads
+    run.mkdir()
+    (run / "run.json").write_text('{"method": "cohiclust", "dataset": "digits"}')
+    args = [str(run) if a == "RUN" else str(out) if a == "OUT" else a for a in argv]
     assert hcli.main(args) == 2
     assert "already exists; choose another --out or pass --overwrite" in capsys.readouterr().err
     assert out.read_text() == "the user's own file"
-    assert hcli.main(args + ["--overwrite"]) == 2  # accepted; now it is the missing run that stops it
+    assert hcli.main(args + ["--overwrite"]) == 2  # accepted; now it is the missing model that stops it
     assert "already exists" not in capsys.readouterr().err and out.read_text() == "the user's own file"
+    # a missing run is named before the --out it would have written
+    missing = [str(tmp_path / "no-run") if a == str(run) else a for a in args]
+    assert hcli.main(missing) == 2
+    err = capsys.readouterr().err
+    assert "is not a hiclust run directory" in err and "already exists" not in err

@@ -129,7 +129,7 @@ def test_column_stats_match_brute_force_and_name_bad_rows(tmp_path):
     assert np.allclose(std.numpy(), ref, rtol=1e-5)
     x[250, 1] = np.nan
     np.save(tmp_path / "bad.npy", x)
-    with pytest.raises(ValueError, match=r"NaN or infinite values \(row 250\)"):
+    with pytest.raises(ValueError, match=r"NaN or infinite values \(row 250 \(0-based\)\)"):
         column_stats(NpyRows(tmp_path / "bad.npy"), chunk=64)
 
 

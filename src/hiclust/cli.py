@@ -291,6 +291,18 @@ def _metrics_for(model: Any, data: Any, labels_pred) -> dict[str, float]:
     return evaluate(y, labels_pred)
 
 
+def _resume_note(run_dir: Path, progress: dict[str, Any], epochs: int | None) -> str:
+    """The line ``train --resume`` prints: where the checkpoint stands and what is left to do."""
+    from hiclust.interrupt import describe_progress
+
+    done = progress.get("epoch")
+    if epochs is not None and done is not None and progress.get("phase") in (None, "train") and done >= epochs:
+        return (f"hiclust train: {run_dir} is already trained to epoch {done}, so there is nothing left to train "
+                f"(its outputs are written again); to train longer, pass --epochs N with N > {done}")
+    return f"hiclust train: resuming {run_dir} {describe_progress(progress)}" + (
+        f", to epoch {epochs}" if epochs is not None else "")
+
+
 def run_training(
     run_dir: str | Path,
     config: Any,
@@ -301,6 +313,7 @@ def run_training(
     checkpoint_every: int = 10,
     picture: bool = True,
     summary: bool = False,
+    command: str = "train",
 ) -> tuple[Any, dict[str, float] | None]:
     """Trains ``config`` into ``run_dir``. Data and parameters are validated before anything is
     written. Ends by writing ``assignments.csv`` (every training item's leaf, path and leaf
@@ -359,15 +372,12 @@ def run_training(
             f"--method {config.method}; run it in a single process (without torchrun)"
         )
     validate_estimator(model)
-    if hasattr(model, "check_params"):
-        try:
-            model.check_params(*_xy(data), **fit_extra)
-        except ValueError as exc:  # the same error, in command-line terms
-            raise type(exc)(in_flag_terms(type(model), str(exc))) from None
     checkpoint = Path(run_dir) / "checkpoint.pt"
     records: list[dict[str, Any]] = []  # history.jsonl: the resumed checkpoint's records, then new ones
     if resume and checkpoint.exists() and hasattr(model, "_check_resume_config"):
-        # Refuse an incompatible checkpoint before run.json is rewritten.
+        # Refuse an incompatible checkpoint before run.json is rewritten, and before the
+        # parameter checks below: a resumed run keeps the schedule it started with, which they
+        # would otherwise judge as if the run started afresh with these epochs.
         from hiclust.checkpoint import load_checkpoint
 
         saved_config, saved_state = load_checkpoint(checkpoint, expected_class=type(model).__name__)
@@ -378,11 +388,12 @@ def run_training(
             raise type(exc)(in_flag_terms(type(model), str(exc))) from None
         records = list(saved_state.get("history", []))
         if main_rank:
-            from hiclust.interrupt import describe_progress
-
-            epochs = config.params.get("epochs")
-            print(f"hiclust train: resuming {Path(run_dir)} {describe_progress(saved_state.get('progress', {}))}"
-                  + (f", to epoch {epochs}" if epochs is not None else ""), file=sys.stderr)
+            fitted_note = _resume_note(Path(run_dir), saved_state.get("progress", {}), config.params.get("epochs"))
+    if hasattr(model, "check_params"):
+        try:
+            model.check_params(*_xy(data), **fit_extra)
+        except ValueError as exc:  # the same error, in command-line terms
+            raise type(exc)(in_flag_terms(type(model), str(exc))) from None
     if fitted_note:  # after every refusal above, so that a refused command prints its one line only
         print(fitted_note, file=sys.stderr)
     from hiclust.runs import RunLock, commit_overwrite
@@ -396,7 +407,7 @@ def run_training(
     if main_rank:
         lock = RunLock(final_dir).acquire()  # one training per run directory
         try:
-            prepare_run_dir(final_dir, config, overwrite=overwrite, resume=resume, write_to=run_dir)
+            prepare_run_dir(final_dir, config, overwrite=overwrite, resume=resume, write_to=run_dir, command=command)
         except BaseException:
             lock.release(restore=True)  # refused: a stale lock found here stays as it was
             raise
@@ -531,7 +542,7 @@ def _print_metrics(metrics: dict[str, float], prefix: str = "") -> None:
 def _cmd_demo(args: argparse.Namespace) -> int:
     import time
 
-    from hiclust.runs import RunConfig, load_config_file
+    from hiclust.runs import RunConfig, load_config_file, made_by
 
     preset = load_config_file("digits")
     params = dict(preset["params"])
@@ -547,9 +558,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         params["pretrain_epochs"] = min(int(args.epochs * share), args.epochs - n_prune)
     params["device"] = args.device
     config = RunConfig(method=preset["method"], dataset=preset["dataset"], split=preset.get("split", "all"), params=params)
+    out = Path(args.out)
+    if (out / "run.json").exists() and made_by(out) != "demo":
+        # The demo replaces its own earlier output only; a training run is the user's work.
+        raise ValueError(f"--out {out} holds a run that the demo did not write (hiclust train's, or an unreadable "
+                         "one); the demo replaces only its own earlier output: choose another --out")
     print(f"hiclust demo: CoHiClust on scikit-learn digits (1,797 images 8x8, 10 classes), {params['epochs']} epochs -> {args.out}")
     started = time.perf_counter()
-    _, metrics = run_training(args.out, config, overwrite=True, summary=True)
+    _, metrics = run_training(args.out, config, overwrite=True, summary=True, command="demo")
     _print_metrics(metrics, prefix=f"done in {time.perf_counter() - started:.0f} s: ")
     print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'tree.png'}")
     return 0
@@ -695,7 +711,9 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint-every", type=int, default=10, help="epochs between checkpoints (default 10)")
     p.add_argument("--image-size", type=int, default=None, help="resize every image to this size on load (image folders of mixed sizes)")
     p.add_argument("--strict", action="store_true", help="fail on unreadable image files instead of skipping them")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice, one per core)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice, one per "
+                   "core); on a small or busy CPU, --threads 1 is often faster for small networks (8x8 or 28 px "
+                   "images, feature matrices)")
     _add_param_flags(p)
 
 
@@ -771,7 +789,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_LazyParser)
 
     p = sub.add_parser("demo", help="train CoHiClust on scikit-learn's digits on the CPU; writes metrics and a tree picture")
-    p.add_argument("--out", default="runs/demo", help="run directory (default runs/demo; replaced if it exists)")
+    p.add_argument("--out", default="runs/demo", help="run directory (default runs/demo); an earlier demo's output "
+                   "there is replaced when the new one is done, a run of hiclust train is refused")
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs (200; half of them are NT-Xent pre-training)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda")
     # The demo's network is tiny (8x8 inputs): a second CPU thread gains little, and on a machine
@@ -809,10 +828,14 @@ def main(argv: list[str] | None = None) -> int:
     """Runs the ``hiclust`` command line; returns the exit status: 0, 2 for bad input (one line
     on stderr, nothing written), 130 after Ctrl-C (one line; ``train`` names the ``--resume``
     command)."""
-    parser = build_parser()
-    argv = _join_negative_values(sys.argv[1:] if argv is None else list(argv))
-    parser.argv = argv  # for the usage error's "see hiclust train --help"
-    args = parser.parse_args(argv)
+    try:  # building the parser imports torch (seconds): a Ctrl-C there is one line too
+        parser = build_parser()
+        argv = _join_negative_values(sys.argv[1:] if argv is None else list(argv))
+        parser.argv = argv  # for the usage error's "see hiclust train --help"
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:
+        print("hiclust: interrupted before the command started; nothing was written", file=sys.stderr)
+        return 130
     threads = getattr(args, "threads", None)
     if threads is not None:
         if threads < 1:

@@ -82,7 +82,7 @@ class RunConfig:
     def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
         if not isinstance(d, dict):
             raise RunDirError(f"run configuration must be a JSON object, got {type(d).__name__}")
-        unknown = set(d) - set(_FIELD_TYPES) - {"versions", "created", "seed"}
+        unknown = set(d) - set(_FIELD_TYPES) - {"versions", "created", "seed", "command"}
         if unknown:
             raise RunDirError(f"unknown keys in run configuration: {', '.join(sorted(unknown))}")
         for key in ("method", "dataset"):
@@ -416,9 +416,12 @@ def read_run_config(run_dir: str | Path) -> RunConfig:
 
 
 def prepare_run_dir(run_dir: str | Path, config: RunConfig, *, overwrite: bool = False, resume: bool = False,
-                    write_to: str | Path | None = None) -> Path:
+                    write_to: str | Path | None = None, command: str = "train") -> Path:
     """Creates or checks ``run_dir`` for ``config``; writes run.json. Call only after all input
     validation passed, so that a rejected run leaves nothing behind.
+
+    ``command``: the hiclust command that writes the run ("train", "demo"), recorded in run.json
+    (the demo replaces only runs that it wrote itself, see :func:`made_by`).
 
     ``write_to``: another (new) directory to write the run into, e.g. the temporary sibling of an
     ``--overwrite`` that replaces ``run_dir`` only when done (:func:`commit_overwrite`); the old
@@ -450,7 +453,7 @@ def prepare_run_dir(run_dir: str | Path, config: RunConfig, *, overwrite: bool =
         target.mkdir(parents=True)
         record = stored_paths(config, run_dir).to_dict()
         record.update(versions=library_versions(), seed=config.params.get("seed", 0),
-                      created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+                      created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), command=command)
         atomic_write_text(target / RUN_FILE, json.dumps(record, indent=2, sort_keys=True))
         return target
     if overwrite and run_dir.exists():
@@ -466,5 +469,16 @@ def prepare_run_dir(run_dir: str | Path, config: RunConfig, *, overwrite: bool =
     record["versions"] = library_versions()
     record["seed"] = config.params.get("seed", 0)
     record["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    record["command"] = command
     atomic_write_text(existing, json.dumps(record, indent=2, sort_keys=True))
     return run_dir
+
+
+def made_by(run_dir: str | Path) -> str | None:
+    """The command that wrote the run in ``run_dir`` ("train", "demo"; runs written before this
+    was recorded: "train"), or None when ``run_dir`` holds no readable run.json."""
+    try:
+        record = _read_run_json(Path(run_dir) / RUN_FILE)
+    except (OSError, ValueError, RunDirError):
+        return None
+    return record.get("command", "train") if isinstance(record, dict) else None

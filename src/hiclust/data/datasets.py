@@ -449,6 +449,13 @@ def load_dataset(
             return ds if image_size is None or ds.is_streamed else _maybe_resize(ds, image_size)
     key = name.strip().lower().replace("-", "_")
     if key not in _REGISTRY:
+        given = Path(name).expanduser()
+        if given.is_dir():  # the likeliest meaning of an existing folder: its images (or its shards)
+            form = "shards" if any(given.glob("*.tar")) else "folder"
+            what = "the .tar shards" if form == "shards" else "the images"
+            raise ValueError(f"unknown dataset {name!r}; for {what} in the folder {name}, write {form}:{name}")
+        if given.suffix.lower() in (".npy", ".npz", ".csv", ".parquet") and given.is_file():
+            raise ValueError(f"unknown dataset {name!r}; for the feature matrix in {name}, write features:{name}")
         raise ValueError(
             f"unknown dataset {name!r}; valid names: {', '.join(available_datasets())}, "
             f"or the path forms {', '.join(_PATH_FORMS)}"

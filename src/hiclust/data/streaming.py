@@ -392,16 +392,17 @@ class StandardizedRows(DiskRows):
 
 
 def rows_text(rows: list[int], more: bool = False) -> str:
-    """Row numbers for an error message: 'row 5', 'rows 5, 9', 'rows 1, 2, 3, 4, 5 and 7 more'
+    """Row numbers for an error message, counted from 0 (the first data row; a CSV's header is not
+    a row): 'row 5 (0-based)', 'rows 5, 9 (0-based)', 'rows 0, 1, 2, 3, 4 and 7 more (0-based)'
     (``more``: further rows exist beyond those listed, their number unknown).
 
     >>> rows_text([5]), rows_text([5, 9]), rows_text(list(range(12)))
-    ('row 5', 'rows 5, 9', 'rows 0, 1, 2, 3, 4 and 7 more')
+    ('row 5 (0-based)', 'rows 5, 9 (0-based)', 'rows 0, 1, 2, 3, 4 and 7 more (0-based)')
     """
     shown = ", ".join(str(r) for r in rows[:5])
     rest = len(rows) - 5
     tail = f" and {rest} more" if rest > 0 else (" and more" if more else "")
-    return f"row{'s' if len(rows) > 1 or more else ''} {shown}{tail}"
+    return f"row{'s' if len(rows) > 1 or more else ''} {shown}{tail} (0-based)"
 
 
 def column_stats(x: Any, chunk: int | None = None, what: str = "the features") -> tuple[torch.Tensor, torch.Tensor]:

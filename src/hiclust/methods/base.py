@@ -33,6 +33,7 @@ import math
 import random
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,7 @@ from torch import nn
 
 from hiclust import distributed as dist_utils
 from hiclust import interrupt
+from hiclust._warnings import user_stacklevel
 from hiclust.checkpoint import CheckpointError, capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from hiclust.data.features import FeatureAugment
 from hiclust.data.streaming import DiskRows, StandardizedRows, column_stats, is_streamed, iter_batches, rows_text
@@ -80,11 +82,23 @@ class PreparedData:
         return self.x.ndim == 4
 
 
+# predict on a feature matrix warns when the rows' column means sit a median of more than this
+# many training standard deviations from the training means (raw rows given to a model fitted on
+# standardized ones sit hundreds away; a fresh sample of the training distribution near 0).
+FAR_FROM_TRAINING = 10.0
+
+
 def _to_tensor(x: Any) -> Any:
     if isinstance(x, DiskRows):  # streamed from disk: validated as it is read
         return x
     if isinstance(x, torch.Tensor):
         return x.detach().cpu()
+    if hasattr(x, "to_numpy") and hasattr(x, "columns"):  # a pandas DataFrame, as scikit-learn accepts it
+        try:
+            x = x.to_numpy(dtype=np.float32)
+        except (ValueError, TypeError):
+            raise TypeError("X as a DataFrame must hold numbers only; drop or encode its non-numeric columns "
+                            "(e.g. df.select_dtypes('number'))") from None
     if isinstance(x, (list, tuple)):  # nested lists of numbers, as scikit-learn accepts them
         try:
             x = np.asarray(x)
@@ -95,9 +109,11 @@ def _to_tensor(x: Any) -> Any:
             raise TypeError(f"X must hold numbers, got an array of dtype {x.dtype}; convert it to float first")
         return torch.from_numpy(np.ascontiguousarray(x))
     raise TypeError(
-        f"expected an ImageDataset, a torch.Tensor, a numpy array or a list of rows, got {type(x).__name__}; "
+        f"expected an ImageDataset, a torch.Tensor, a numpy array, a pandas DataFrame or a list of rows, got "
+        f"{type(x).__name__}; "
         + ("pass its matrix, data.features (and data.labels as y)" if hasattr(x, "features")
-           else "load files with hiclust.data.load_dataset('folder:PATH') first")
+           else "load image files with hiclust.load_dataset('folder:PATH') and feature files with "
+                "hiclust.data.load_feature_file(PATH) first")
     )
 
 
@@ -799,7 +815,25 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
             raise ValueError(
                 f"this model was fitted on inputs of shape {self.input_shape_} per sample, got {tuple(x.shape[1:])}"
             )
+        if x.ndim == 2 and not is_streamed(x) and getattr(self, "feature_mean_", None) is not None:
+            self._warn_if_scaled_otherwise(x)
         return x
+
+    def _warn_if_scaled_otherwise(self, x: torch.Tensor) -> None:
+        """Warns when rows given to predict lie far outside the training matrix: their column means
+        a median of over FAR_FROM_TRAINING training standard deviations from the training means,
+        as when the model was fitted on standardized rows and is given raw ones (or the reverse).
+        Such rows all fall on one side of every split, confidently and wrongly."""
+        mean = x.double().mean(0)
+        z = ((mean - self.feature_mean_.double().cpu()) / self.feature_std_.double().cpu()).abs()
+        far = float(z.median())
+        if far > FAR_FROM_TRAINING:
+            warnings.warn(
+                f"the rows given lie far from the training matrix (their column means are a median of {far:,.0f} "
+                "training standard deviations from the training means); prepare them as the training matrix was "
+                "(the same scaling, the same columns in the same order), or the clusters they get mean little",
+                UserWarning, stacklevel=user_stacklevel(),
+            )
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """(N, K) cluster probabilities (rows sum to 1)."""

@@ -193,6 +193,9 @@ def _cmd_tree(args: argparse.Namespace) -> int:
     from hiclust.checkpoint import check_output_file
     from hiclust.report.tree_plot import plot_tree
 
+    from hiclust.runs import read_run_config
+
+    read_run_config(args.run_dir)  # a missing run is named first, before any complaint about --out
     out = Path(args.out) if args.out else Path(args.run_dir) / "tree.png"
     # The run's own tree.png may be redrawn; any other existing file only with --overwrite.
     check_output_file(out, "--out", "tree.png", replace_ok=args.overwrite or not args.out)  # before the model is loaded
@@ -209,6 +212,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     if args.max_mb <= 0:
         raise ValueError(f"--max-mb must be positive, got {args.max_mb}")
+    from hiclust.runs import read_run_config
+
+    read_run_config(args.run_dir)  # a missing run is named first, before any complaint about --out
     out = Path(args.out) if args.out else Path(args.run_dir) / "report.html"
     # before the model is loaded or a temporary file written; the run's own report.html may be rewritten
     check_output_file(out, "--out", "report.html", replace_ok=args.overwrite or not args.out)
@@ -308,6 +314,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     error: BaseException | None = None
     info: Any = None
     try:
+        from hiclust.runs import read_run_config
+
+        read_run_config(args.run_dir)  # a missing run is named first, before any complaint about --out
         check_output_file(args.out, "--out", "predictions.csv", replace_ok=args.overwrite)  # before the model is loaded
         model, _ = load_run_model(args.run_dir, args.device)
         if getattr(model, "hierarchy_", None) is None:
