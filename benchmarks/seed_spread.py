@@ -52,6 +52,8 @@ def main() -> None:
                 "pruned": pruned, "final_leaf_mass": model.history_[-1].get("leaf_mass"),
                 "acc_by_epoch": {h["epoch"]: round(h["acc"], 4) for h in model.history_ if "acc" in h},
                 "leaf_sizes": np.bincount(model.labels_, minlength=model.n_clusters).tolist(),
+                "tree_draw": getattr(model, "tree_draw_", None),
+                "tree_draw_masses": getattr(model, "tree_draw_masses_", None),
                 "nproc": os.cpu_count(), "threads": torch.get_num_threads()}
         text = json.dumps(line)
         print(text, flush=True)

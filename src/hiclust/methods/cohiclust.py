@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 import warnings
@@ -13,6 +14,7 @@ from torch import nn
 
 from hiclust import distributed as dist_utils
 from hiclust._warnings import user_stacklevel
+from hiclust.checkpoint import capture_rng_state, restore_rng_state
 from hiclust.data.features import NeighbourViews
 from hiclust.data.streaming import is_streamed
 from hiclust.losses import leaf_probabilities
@@ -129,7 +131,9 @@ class CoHiClust(DeepClusterer):
 
     Training: ``pretrain_epochs`` of NT-Xent alone, then NT-Xent + CoHiLoss + R1 (the tree
     balance term); from epoch ``prune_start`` one leaf per epoch (the one with the lowest expected
-    mass over that epoch) is pruned until ``n_clusters`` leaves remain.
+    mass over that epoch) is pruned until ``n_clusters`` leaves remain. With ``tree_draws`` > 1 the
+    tree phase is started from several random draws of the tree head and the draw with the most
+    even leaves is kept (docs/methods.md, "Tree draws").
 
     {parameters}
 
@@ -147,6 +151,10 @@ class CoHiClust(DeepClusterer):
         Leaf indices of the complete tree, in pruning order.
     leaf_mask_ : tensor of shape (2^T,)
     kept_leaves_ : tensor of shape (K,)
+    tree_draw_ : int
+        With ``tree_draws`` > 1: the draw of the tree head that was kept (0 = the first).
+    tree_draw_masses_ : list of float
+        With ``tree_draws`` > 1: each draw's largest leaf mass when the draws were compared.
     hierarchy_ : hiclust.Hierarchy
     device_ : torch.device
 
@@ -202,6 +210,14 @@ class CoHiClust(DeepClusterer):
                              "mode: R1 pulls splits to 50/50, which measured features' classes rarely are)."),
         nt_xent_weight=Param(Interval(Real, 0, None, closed="left"),
                              "Weight of NT-Xent; 0 reproduces the ablation without it."),
+        tree_draws=Param(Interval(Integral, 1, None, closed="left"),
+                         "Random draws of the tree head tried from the end of pre-training: each trains "
+                         "draw_epochs tree epochs (through the prunings) from the same state, and the draw whose "
+                         "largest leaf holds the least probability mass trains on (1: one draw, the reference). "
+                         "Costs (tree_draws − 1) × draw_epochs extra epochs."),
+        draw_epochs=Param([Interval(Integral, 1, None, closed="left"), None],
+                          "Tree epochs each draw trains before the choice (tree_draws > 1); None: 30% of the "
+                          "tree phase, and at least until one epoch after the last pruning."),
     )
 
     def __init__(
@@ -223,6 +239,8 @@ class CoHiClust(DeepClusterer):
         cohiloss_form: str = "reference",
         balance_weight: float | None = None,
         nt_xent_weight: float = 1.0,
+        tree_draws: int = 1,
+        draw_epochs: int | None = None,
         eval_every: int = 10,
         device: str = "auto",
         seed: int = 0,
@@ -246,6 +264,8 @@ class CoHiClust(DeepClusterer):
         self.cohiloss_form = cohiloss_form
         self.balance_weight = balance_weight
         self.nt_xent_weight = nt_xent_weight
+        self.tree_draws = tree_draws
+        self.draw_epochs = draw_epochs
         self.eval_every = eval_every
         self.device = device
         self.seed = seed
@@ -395,6 +415,9 @@ class CoHiClust(DeepClusterer):
         input_space = self._input_space(data)
         self._neighbour_views(data)
         self._schedule(input_space, self._epochs(data, input_space))
+        if self.tree_draws > 1 and self.lr_schedule is not None:
+            raise ValueError(f"tree_draws={self.tree_draws} is not implemented with lr_schedule={self.lr_schedule!r}; "
+                             "use lr_schedule=None or tree_draws=1")
 
     def _resume_free_params(self) -> frozenset[str]:
         # More epochs may be asked for on resume, unless a schedule was planned over the old count.
@@ -497,7 +520,98 @@ class CoHiClust(DeepClusterer):
             self._mass.add_(leaf_probabilities(torch.cat(halves[2:]).detach(), self.leaf_mask_).sum(0))
         return terms
 
+    # ------------------------------------------------------------------------- tree draws
+    def _draw_search_end(self) -> int:
+        """The epoch (counted from 1) at whose end the tree draws are compared."""
+        if self.draw_epochs is not None:
+            span = int(self.draw_epochs)
+        else:  # 30% of the tree phase (measured on digits), and past the last pruning
+            last_pruning = self._prune_start + 2**self.depth_ - self.n_clusters - self._pretrain
+            span = max(last_pruning + 1, round(0.3 * (self._n_epochs - self._pretrain)))
+        return min(self._pretrain + span, self._n_epochs)
+
+    def _snapshot(self, optimizer_state: dict[str, Any]) -> dict[str, Any]:
+        """Everything the training of one tree draw changes, copied: weights, optimizer, random
+        streams, pruning state."""
+        return {"model": {k: v.detach().clone() for k, v in self.model_.state_dict().items()},
+                "optimizer": copy.deepcopy(optimizer_state),
+                "generators": {k: g.get_state() for k, g in self._generators.items()},
+                "rng": capture_rng_state(), "leaf_mask": self.leaf_mask_.clone(),
+                "pruned": list(self.pruned_leaves_), "mass": self._mass.clone()}
+
+    def _restore(self, snap: dict[str, Any]) -> None:
+        self.model_.load_state_dict(snap["model"])
+        for k, g in self._generators.items():
+            g.set_state(snap["generators"][k])
+        restore_rng_state(snap["rng"])
+        self.leaf_mask_.copy_(snap["leaf_mask"])
+        self.pruned_leaves_[:] = snap["pruned"]
+        self._mass.copy_(snap["mass"])
+
+    def _redraw_tree(self, draw: int) -> None:
+        """A fresh random tree head for draw ``draw`` ≥ 1, from its own seed (the global random
+        stream is left as it was, so every draw sees the same augmentations and batches)."""
+        with torch.random.fork_rng(devices=[self.device_] if self.device_.type == "cuda" else []):
+            torch.manual_seed(10_000 * (self._seed() + 1) + draw)
+            self.model_.tree.linear.reset_parameters()
+
+    def _run_phase(self, phase: Phase, start_epoch: int, opt_state: Any, sched_state: Any) -> None:
+        """With ``tree_draws`` > 1: pre-training, then each tree draw trained from its end for
+        ``draw_epochs`` (no checkpoint in between: a Ctrl-C then stops after the search, with one),
+        the draw whose largest leaf holds the least mass kept, and the rest of the epochs."""
+        if self.tree_draws <= 1 or start_epoch > self._pretrain:
+            super()._run_phase(phase, start_epoch, opt_state, sched_state)
+            return
+        from dataclasses import replace
+
+        end = self._draw_search_end()
+        after = self._epochs_after
+        span = end - self._pretrain
+        if start_epoch < self._pretrain:
+            if after is not None:
+                self._epochs_after = after + self.tree_draws * span + phase.epochs - end
+            super()._run_phase(replace(phase, epochs=self._pretrain), start_epoch, opt_state, sched_state)
+        elif self._pretrain == 0 or opt_state is None:
+            super()._run_phase(replace(phase, epochs=self._pretrain), start_epoch, opt_state, sched_state)
+        else:  # resumed from the checkpoint written where pre-training ended
+            self._optimizer = self._make_optimizer(phase)
+            self._optimizer.load_state_dict(opt_state)
+        base = self._snapshot(self._optimizer.state_dict())
+        search = replace(phase, epochs=end, checkpoint_last=False)
+        results = []
+        checkpoint, self._checkpoint = self._checkpoint, None
+        try:
+            for draw in range(self.tree_draws):
+                if draw:
+                    self._restore(base)
+                    self._redraw_tree(draw)
+                self._draw = draw
+                if after is not None:
+                    self._epochs_after = after + (self.tree_draws - draw - 1) * span + phase.epochs - end
+                first = len(self.history_)
+                # a copy: the optimizer takes the state's tensors as they are and updates them in place
+                super()._run_phase(search, self._pretrain, copy.deepcopy(base["optimizer"]), None)
+                largest = max(self.history_[-1].get("leaf_mass") or [math.inf])
+                results.append((largest, draw, self._snapshot(self._optimizer.state_dict()), self.history_[first:]))
+                del self.history_[first:]
+        finally:
+            self._checkpoint, self._draw, self._epochs_after = checkpoint, None, after
+        _, best, state, records = min(results, key=lambda r: (r[0], r[1]))
+        self._restore(state)
+        self.history_.extend(records)
+        self.tree_draw_ = best
+        self.tree_draw_masses_ = [round(float(r[0]), 5) for r in results]
+        self._optimizer = self._make_optimizer(phase)
+        self._optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
+        self._scheduler = None
+        if self._checkpoint is not None:  # the chosen draw is where a resume continues
+            self._save_training({"phase": phase.name, "epoch": end})
+        if end < phase.epochs:
+            super()._run_phase(phase, end, state["optimizer"], None)
+
     def _on_epoch_end(self, phase: Phase, epoch: int, record: dict[str, Any]) -> None:
+        if getattr(self, "_draw", None) is not None:
+            record["tree_draw"] = self._draw
         dist_utils.all_reduce_sum(self._mass)
         total = float(self._mass.sum())
         if total > 0:  # tree epochs: each leaf's share of the epoch's probability mass (pruned: 0)
@@ -570,8 +684,10 @@ class CoHiClust(DeepClusterer):
         # "schedule": pre-training and pruning epochs as resolved when training started; a resume
         # keeps them, whatever epochs it asks for (re-deriving them mid-run moved the prunings).
         schedule = [self._pretrain, self._prune_start] if hasattr(self, "_pretrain") else None
+        draws = None if not hasattr(self, "tree_draw_") else {"chosen": self.tree_draw_,
+                                                               "largest_leaf_mass": list(self.tree_draw_masses_)}
         return {"depth": self.depth_, "leaf_mask": self.leaf_mask_.cpu(), "pruned_leaves": list(self.pruned_leaves_),
-                "backbone": self.backbone_, "schedule": schedule}
+                "backbone": self.backbone_, "schedule": schedule, "tree_draws": draws}
 
     def _check_resume_state(self, state: dict[str, Any], path: Any) -> None:
         schedule = state.get("schedule")
@@ -594,6 +710,9 @@ class CoHiClust(DeepClusterer):
         self.depth_ = int(state["depth"])
         self.leaf_mask_ = state["leaf_mask"].to(self.device_)
         self.pruned_leaves_ = [int(v) for v in state["pruned_leaves"]]
+        if state.get("tree_draws"):
+            self.tree_draw_ = int(state["tree_draws"]["chosen"])
+            self.tree_draw_masses_ = [float(v) for v in state["tree_draws"]["largest_leaf_mass"]]
         if state.get("schedule") and hasattr(self, "_n_epochs"):  # resuming a fit: keep its schedule
             self._pretrain, self._prune_start = (int(v) for v in state["schedule"])
         # Models saved before input-space mode existed trained an MLP on every feature matrix.

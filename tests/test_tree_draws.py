@@ -1,0 +1,84 @@
+"""tree_draws: several random draws of the tree head trained from the end of pre-training, the
+one with the most even leaves kept (docs/methods.md, "Tree draws"). Tiny MLP fits on blobs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hiclust import CoHiClust, interrupt
+
+
+def blobs(n: int = 120, d: int = 6) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return ((rng.normal(size=(3, d)) * 3)[np.arange(n) % 3] + rng.normal(size=(n, d))).astype(np.float32)
+
+
+PARAMS = dict(n_clusters=3, depth=2, backbone="mlp", epochs=8, pretrain_epochs=2, prune_start=3, batch_size=32,
+              augmentation="noise", verbose=False, seed=3)
+
+
+def weights(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.model_.state_dict().items()}
+
+
+def test_the_draw_with_the_smallest_largest_leaf_trains_on():
+    seen = []
+    model = CoHiClust(**PARAMS, tree_draws=3, draw_epochs=3).fit(blobs(), callback=seen.append)
+    # every draw trained epochs 3..5 (a pruning at the end of epoch 4), then the chosen one 6..8
+    assert [r["epoch"] for r in seen] == [1, 2, 3, 4, 5, 3, 4, 5, 3, 4, 5, 6, 7, 8]
+    assert [r.get("tree_draw") for r in seen[2:11]] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    ends = [seen[i]["leaf_mass"] for i in (4, 7, 10)]
+    masses = [max(m) for m in ends]
+    assert model.tree_draw_masses_ == pytest.approx(masses, abs=1e-5)
+    assert model.tree_draw_ == int(np.argmin(masses))
+    # the model's history is the chosen draw's: epochs 1..8 once each
+    assert [h["epoch"] for h in model.history_] == list(range(1, 9))
+    assert all(h.get("tree_draw") == model.tree_draw_ for h in model.history_[2:5])
+    assert len(model.pruned_leaves_) == 1 and model.hierarchy_.n_leaves == 3
+
+
+def test_draws_restart_from_exactly_the_pretrained_state(monkeypatch):
+    """With the redraw disabled every draw repeats draw 0, ties go to draw 0, and the fit ends
+    bit for bit where a single draw ends: the snapshot restores weights, optimizer, random
+    streams and pruning state completely."""
+    single = CoHiClust(**PARAMS).fit(blobs())
+    monkeypatch.setattr(CoHiClust, "_redraw_tree", lambda self, draw: None)
+    repeated = CoHiClust(**PARAMS, tree_draws=3, draw_epochs=3).fit(blobs())
+    assert repeated.tree_draw_ == 0 and len(set(repeated.tree_draw_masses_)) == 1
+    a, b = weights(single), weights(repeated)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert np.array_equal(single.labels_, repeated.labels_) and single.pruned_leaves_ == repeated.pruned_leaves_
+
+
+def test_fresh_draws_differ_and_leave_the_data_stream_alone():
+    model = CoHiClust(**PARAMS, tree_draws=2, draw_epochs=3)
+    model.fit(blobs())
+    assert len(model.tree_draw_masses_) == 2 and model.tree_draw_masses_[0] != model.tree_draw_masses_[1]
+
+
+def test_ctrl_c_during_the_search_stops_after_it_and_resumes_to_the_same_model(tmp_path):
+    whole = CoHiClust(**PARAMS, tree_draws=3, draw_epochs=3).fit(blobs())
+    ckpt = tmp_path / "ckpt.pt"
+
+    def ctrl_c_in_draw_1(record):
+        if record.get("tree_draw") == 1:
+            interrupt._stop.set()
+
+    model = CoHiClust(**PARAMS, tree_draws=3, draw_epochs=3)
+    try:
+        with pytest.raises(interrupt.TrainingInterrupted) as stopped:
+            model.fit(blobs(), checkpoint=ckpt, callback=ctrl_c_in_draw_1)
+    finally:
+        interrupt._stop.clear()
+    assert stopped.value.progress == {"phase": "train", "epoch": 5}  # after the search, not inside it
+    resumed = CoHiClust(**PARAMS, tree_draws=3, draw_epochs=3).fit(blobs(), checkpoint=ckpt, resume=True)
+    assert resumed.tree_draw_ == whole.tree_draw_ and resumed.tree_draw_masses_ == whole.tree_draw_masses_
+    a, b = weights(whole), weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_draws_refuse_a_cosine_schedule():
+    with pytest.raises(ValueError, match="tree_draws=2 is not implemented with lr_schedule='cosine'"):
+        CoHiClust(**PARAMS, tree_draws=2, lr_schedule="cosine").fit(blobs())
