@@ -119,7 +119,7 @@ def test_a_folder_given_as_a_dataset_name_is_pointed_at_folder(tmp_path, capsys,
     assert not (tmp_path / "run").exists()
 
 
-def test_a_dataframe_is_a_feature_matrix_and_predicts_as_its_array():
+def test_a_dataframe_is_a_feature_matrix_and_predicts_as_its_array(tmp_path):
     x = blobs()
     df = pd.DataFrame(x, columns=[f"f{i}" for i in range(x.shape[1])])
     model = CoHiClust(n_clusters=3, epochs=4, batch_size=16, verbose=False).fit(df)
@@ -128,15 +128,39 @@ def test_a_dataframe_is_a_feature_matrix_and_predicts_as_its_array():
     assert np.array_equal(model.predict(df), same.predict(x.astype(np.float32)))
     with pytest.raises(TypeError, match="DataFrame must hold numbers only"):
         model.predict(df.assign(name="a"))
+    # scikit-learn's convention: the columns fit saw, and predict refuses them in another order
+    assert list(model.feature_names_in_) == ["f0", "f1", "f2", "f3"] and not hasattr(same, "feature_names_in_")
+    with pytest.raises(ValueError, match=r"X's columns \(f3, f2, f1, f0\) are not those fit saw \(f0, f1, f2, f3\)"):
+        model.predict(df[df.columns[::-1]])
+    assert np.array_equal(model.predict(df[list(model.feature_names_in_)]), model.labels_)
+    model.save(tmp_path / "m.pt")  # the names travel with the saved model
+    assert list(CoHiClust.load(tmp_path / "m.pt", device="cpu").feature_names_in_) == ["f0", "f1", "f2", "f3"]
+
+
+def test_the_scale_warning_names_a_dataframe_column():
+    x = blobs()
+    df = pd.DataFrame(x * np.array([1.0, 1.0, 1.0, 1000.0]), columns=["a", "b", "c", "proline"])
+    with pytest.warns(UserWarning, match="feature column 'proline' spreads"):
+        CoHiClust(n_clusters=3, epochs=4, batch_size=16, verbose=False).fit(df)
 
 
 def test_predict_warns_about_rows_scaled_otherwise_than_the_training_matrix():
+    """scikit-learn's wine: raw rows to a model fitted on standardized ones (the new user's case:
+    every row in one cluster, silently), and standardized rows to a model fitted on raw ones."""
+    from sklearn.datasets import load_wine
+
     rng = np.random.default_rng(1)
-    raw = blobs() * np.array([1.0, 10.0, 100.0, 1000.0]) + np.array([50.0, 500.0, 5000.0, 50000.0])
+    raw = load_wine().data.astype(np.float32)
     standardized = ((raw - raw.mean(0)) / raw.std(0)).astype(np.float32)
-    model = CoHiClust(n_clusters=3, epochs=4, batch_size=16, verbose=False).fit(standardized)
+    on_standardized = CoHiClust(n_clusters=3, epochs=4, verbose=False).fit(standardized)
+    with pytest.warns(UserWarning):  # the spread of raw wine's columns is warned about at fit
+        on_raw = CoHiClust(n_clusters=3, epochs=4, verbose=False).fit(raw)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # rows like the training ones: no warning
-        model.predict(standardized[rng.permutation(60)[:20]])
+        warnings.simplefilter("error")  # rows like the training ones, even a single one: no warning
+        on_standardized.predict(standardized[rng.permutation(178)[:20]])
+        on_standardized.predict(standardized[:1])
+        on_raw.predict(raw[:30])
     with pytest.warns(UserWarning, match="far from the training matrix"):
-        model.predict(raw.astype(np.float32))
+        on_standardized.predict(raw)
+    with pytest.warns(UserWarning, match="far from the training matrix"):
+        on_raw.predict(standardized)

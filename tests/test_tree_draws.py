@@ -23,9 +23,9 @@ def weights(model) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.model_.state_dict().items()}
 
 
-def test_the_draw_with_the_smallest_largest_leaf_trains_on():
+def test_the_draw_with_the_smallest_largest_leaf_trains_on(capsys):
     seen = []
-    model = CoHiClust(**PARAMS, tree_draws=3, draw_epochs=3).fit(blobs(), callback=seen.append)
+    model = CoHiClust(**{**PARAMS, "verbose": True}, tree_draws=3, draw_epochs=3).fit(blobs(), callback=seen.append)
     # every draw trained epochs 3..5 (a pruning at the end of epoch 4), then the chosen one 6..8
     assert [r["epoch"] for r in seen] == [1, 2, 3, 4, 5, 3, 4, 5, 3, 4, 5, 6, 7, 8]
     assert [r.get("tree_draw") for r in seen[2:11]] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
@@ -37,6 +37,10 @@ def test_the_draw_with_the_smallest_largest_leaf_trains_on():
     assert [h["epoch"] for h in model.history_] == list(range(1, 9))
     assert all(h.get("tree_draw") == model.tree_draw_ for h in model.history_[2:5])
     assert len(model.pruned_leaves_) == 1 and model.hierarchy_.n_leaves == 3
+    # the log names the draws' masses and the one kept
+    shown = " / ".join(f"{m:.3f}" for m in masses)
+    assert (f"[CoHiClust] tree draws: largest leaf mass {shown} at epoch 5; kept draw {model.tree_draw_}, epochs 6-8 "
+            "go on from it") in capsys.readouterr().err
 
 
 def test_draws_restart_from_exactly_the_pretrained_state(monkeypatch):
@@ -58,7 +62,7 @@ def test_fresh_draws_differ_and_leave_the_data_stream_alone():
     assert len(model.tree_draw_masses_) == 2 and model.tree_draw_masses_[0] != model.tree_draw_masses_[1]
 
 
-def test_ctrl_c_during_the_search_stops_after_it_and_resumes_to_the_same_model(tmp_path):
+def test_ctrl_c_during_the_search_stops_at_the_epoch_and_resumes_to_the_same_model(tmp_path):
     whole = CoHiClust(**PARAMS, tree_draws=3, draw_epochs=3).fit(blobs())
     ckpt = tmp_path / "ckpt.pt"
 
@@ -72,7 +76,8 @@ def test_ctrl_c_during_the_search_stops_after_it_and_resumes_to_the_same_model(t
             model.fit(blobs(), checkpoint=ckpt, callback=ctrl_c_in_draw_1)
     finally:
         interrupt._stop.clear()
-    assert stopped.value.progress == {"phase": "train", "epoch": 5}  # after the search, not inside it
+    # at the end of that epoch, with the checkpoint of the end of pre-training: the search starts again
+    assert stopped.value.progress == {"phase": "train", "epoch": 2}
     resumed = CoHiClust(**PARAMS, tree_draws=3, draw_epochs=3).fit(blobs(), checkpoint=ckpt, resume=True)
     assert resumed.tree_draw_ == whole.tree_draw_ and resumed.tree_draw_masses_ == whole.tree_draw_masses_
     a, b = weights(whole), weights(resumed)
@@ -80,5 +85,5 @@ def test_ctrl_c_during_the_search_stops_after_it_and_resumes_to_the_same_model(t
 
 
 def test_draws_refuse_a_cosine_schedule():
-    with pytest.raises(ValueError, match="tree_draws=2 is not implemented with lr_schedule='cosine'"):
+    with pytest.raises(ValueError, match="tree_draws=2 is not implemented with lr_schedule='cosine'; leave lr_sch"):
         CoHiClust(**PARAMS, tree_draws=2, lr_schedule="cosine").fit(blobs())

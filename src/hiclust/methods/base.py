@@ -76,16 +76,18 @@ class PreparedData:
     labels: torch.Tensor | None
     name: str | None
     class_names: list[str] | None = None
+    feature_names: list[str] | None = None  # a DataFrame's column names
 
     @property
     def is_image(self) -> bool:
         return self.x.ndim == 4
 
 
-# predict on a feature matrix warns when the rows' column means sit a median of more than this
-# many training standard deviations from the training means (raw rows given to a model fitted on
-# standardized ones sit hundreds away; a fresh sample of the training distribution near 0).
-FAR_FROM_TRAINING = 10.0
+# predict on a feature matrix warns when the rows' values sit on average more than this many
+# training standard deviations from the training column means. Rows drawn like the training ones
+# average at most 1 (E|z| <= 1 for unit variance); raw wine given to a model fitted on standardized
+# wine averages 69, standardized wine given to a model fitted on raw wine 5.3.
+FAR_FROM_TRAINING = 5.0
 
 
 def _to_tensor(x: Any) -> Any:
@@ -95,7 +97,7 @@ def _to_tensor(x: Any) -> Any:
         return x.detach().cpu()
     if hasattr(x, "to_numpy") and hasattr(x, "columns"):  # a pandas DataFrame, as scikit-learn accepts it
         try:
-            x = x.to_numpy(dtype=np.float32)
+            x = x.to_numpy(dtype=np.float32, copy=True)  # writable: torch.from_numpy warns on a read-only view
         except (ValueError, TypeError):
             raise TypeError("X as a DataFrame must hold numbers only; drop or encode its non-numeric columns "
                             "(e.g. df.select_dtypes('number'))") from None
@@ -153,6 +155,7 @@ def prepare_data(X: Any, y: Any = None) -> PreparedData:
 
     name = class_names = None
     labels = None
+    feature_names = [str(c) for c in X.columns] if hasattr(X, "columns") and hasattr(X, "to_numpy") else None
     if isinstance(X, ImageDataset):
         x, labels, name, class_names = X.images, X.labels, X.name, X.class_names
     else:
@@ -201,7 +204,7 @@ def prepare_data(X: Any, y: Any = None) -> PreparedData:
         if labels.shape[0] != x.shape[0]:
             raise ValueError(f"got {labels.shape[0]} labels for {x.shape[0]} samples; they must be equally many")
         labels = labels.long()
-    return PreparedData(x, labels, name, class_names)
+    return PreparedData(x, labels, name, class_names, feature_names)
 
 
 def _shown(value: Any) -> str:
@@ -613,6 +616,8 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
             delattr(self, name)  # an earlier fit's results are gone whatever happens now
         work = self._working_copy()
         work._instance_data = extra
+        if data.feature_names is not None:  # scikit-learn's convention for a DataFrame's columns
+            work.feature_names_in_ = np.asarray(data.feature_names, dtype=object)
         work._run_fit(data, checkpoint, checkpoint_every, resume, callback)
         for name, value in vars(work).items():
             if name.endswith("_") and not name.startswith("_"):
@@ -810,7 +815,16 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
                 f"expected a matrix of rows (N, {self.input_shape_[0]}), got one row of shape ({self.input_shape_[0]},); "
                 "pass X.reshape(1, -1) for a single sample"
             )
-        x = prepare_data(X).x
+        prepared = prepare_data(X)
+        x = prepared.x
+        fitted_names = getattr(self, "feature_names_in_", None)
+        if prepared.feature_names is not None and fitted_names is not None \
+                and prepared.feature_names != list(fitted_names):
+            raise ValueError(
+                f"X's columns ({', '.join(prepared.feature_names[:8])}{' ...' if len(prepared.feature_names) > 8 else ''})"
+                f" are not those fit saw ({', '.join(fitted_names[:8])}{' ...' if len(fitted_names) > 8 else ''}), in "
+                "that order; select them as fit saw them, e.g. X[model.feature_names_in_]"
+            )
         if tuple(x.shape[1:]) != self.input_shape_:
             raise ValueError(
                 f"this model was fitted on inputs of shape {self.input_shape_} per sample, got {tuple(x.shape[1:])}"
@@ -820,18 +834,17 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
         return x
 
     def _warn_if_scaled_otherwise(self, x: torch.Tensor) -> None:
-        """Warns when rows given to predict lie far outside the training matrix: their column means
-        a median of over FAR_FROM_TRAINING training standard deviations from the training means,
-        as when the model was fitted on standardized rows and is given raw ones (or the reverse).
-        Such rows all fall on one side of every split, confidently and wrongly."""
-        mean = x.double().mean(0)
-        z = ((mean - self.feature_mean_.double().cpu()) / self.feature_std_.double().cpu()).abs()
-        far = float(z.median())
+        """Warns when rows given to predict lie far outside the training matrix: on average over
+        all their values more than FAR_FROM_TRAINING training standard deviations from the training
+        means, as when the model was fitted on standardized rows and is given raw ones (or the
+        reverse). Such rows all fall on one side of every split, confidently and wrongly."""
+        z = (x.double() - self.feature_mean_.double().cpu()) / self.feature_std_.double().cpu()
+        far = float(z.abs().mean())
         if far > FAR_FROM_TRAINING:
             warnings.warn(
-                f"the rows given lie far from the training matrix (their column means are a median of {far:,.0f} "
-                "training standard deviations from the training means); prepare them as the training matrix was "
-                "(the same scaling, the same columns in the same order), or the clusters they get mean little",
+                f"the rows given lie far from the training matrix (on average {far:,.1f} training standard "
+                "deviations from the training column means); prepare them as the training matrix was (the same "
+                "scaling, the same columns in the same order), or the clusters they get mean little",
                 UserWarning, stacklevel=user_stacklevel(),
             )
 
@@ -866,6 +879,7 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
             "image_size": self.image_size_,
             "feature_mean": None if self.feature_mean_ is None else self.feature_mean_.cpu(),
             "feature_std": None if self.feature_std_ is None else self.feature_std_.cpu(),
+            "feature_names": None if getattr(self, "feature_names_in_", None) is None else list(self.feature_names_in_),
         }
         state.update(self._extra_state())
         return state
@@ -882,6 +896,8 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
         except RuntimeError as exc:
             raise CheckpointError(f"{path} does not fit this model's layers: {exc}") from None
         self.history_ = list(state["history"])
+        if state.get("feature_names") is not None:
+            self.feature_names_in_ = np.asarray(state["feature_names"], dtype=object)
 
     def save(self, path: str | Path) -> None:
         """Writes the fitted model (weights, fitted state, config; no optimizer) atomically."""

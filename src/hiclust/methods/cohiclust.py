@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+import sys
 import warnings
 from typing import Any, NamedTuple
 
@@ -13,6 +14,7 @@ import torch
 from torch import nn
 
 from hiclust import distributed as dist_utils
+from hiclust import interrupt
 from hiclust._warnings import user_stacklevel
 from hiclust.checkpoint import capture_rng_state, restore_rng_state
 from hiclust.data.features import NeighbourViews
@@ -52,6 +54,10 @@ FEATURE_AUGMENTATIONS = ("auto", "neighbours", "noise")
 # Spread ratio (widest / median varying column) above which a warning says that neighbours are
 # found in the matrix as given: PCA scores and pixels stay under ~5×, raw wine's proline is ~400×.
 SCALE_WARNING_RATIO = 100.0
+
+
+class _SearchStopped(Exception):
+    """Raised at an epoch's end inside the tree-draw search when Ctrl-C asked for a stop."""
 
 
 def default_input_space(backbone: Any, n_rows: int, streamed: bool) -> bool:
@@ -370,7 +376,8 @@ class CoHiClust(DeepClusterer):
                 pretrain = max(0, min(pretrain, epochs - (2**depth - k) - 1))
         if not 0 <= pretrain < epochs:
             raise ValueError(
-                f"pretrain_epochs={pretrain} must be in [0, epochs) so that the tree is trained at all (epochs={epochs})"
+                f"pretrain_epochs={pretrain} must be in [0, epochs) so that the tree is trained at all (epochs={epochs}); "
+                f"lower pretrain_epochs (e.g. to {epochs // 2}, half of the epochs, as the digits preset) or raise epochs"
             )
         n_prune = 2**depth - k
         tree_epochs = epochs - pretrain
@@ -417,7 +424,7 @@ class CoHiClust(DeepClusterer):
         self._schedule(input_space, self._epochs(data, input_space))
         if self.tree_draws > 1 and self.lr_schedule is not None:
             raise ValueError(f"tree_draws={self.tree_draws} is not implemented with lr_schedule={self.lr_schedule!r}; "
-                             "use lr_schedule=None or tree_draws=1")
+                             "leave lr_schedule unset (a constant learning rate) or set tree_draws=1")
 
     def _resume_free_params(self) -> frozenset[str]:
         # More epochs may be asked for on resume, unless a schedule was planned over the old count.
@@ -473,8 +480,10 @@ class CoHiClust(DeepClusterer):
         ratio = float(varying.max() / varying.median())
         if ratio > SCALE_WARNING_RATIO:
             big = int(torch.argmax(std))
+            names = getattr(self, "feature_names_in_", None)
+            column = f"{str(names[big])!r}" if names is not None else f"{big} (0-based)"
             warnings.warn(
-                f"feature column {big} (0-based) spreads {ratio:,.0f} times as widely as the median column (sd "
+                f"feature column {column} spreads {ratio:,.0f} times as widely as the median column (sd "
                 f"{float(std[big]):.3g} vs {float(varying.median()):.3g}); nearest neighbours are found in the matrix "
                 "as given, so the widest columns decide them. If the columns are in different units, standardize "
                 "the matrix first (e.g. sklearn.preprocessing.StandardScaler)",
@@ -580,6 +589,8 @@ class CoHiClust(DeepClusterer):
         search = replace(phase, epochs=end, checkpoint_last=False)
         results = []
         checkpoint, self._checkpoint = self._checkpoint, None
+        self._search_checkpoint = checkpoint is not None  # a Ctrl-C can stop the search only with one
+        stopped = False
         try:
             for draw in range(self.tree_draws):
                 if draw:
@@ -589,18 +600,34 @@ class CoHiClust(DeepClusterer):
                 if after is not None:
                     self._epochs_after = after + (self.tree_draws - draw - 1) * span + phase.epochs - end
                 first = len(self.history_)
-                # a copy: the optimizer takes the state's tensors as they are and updates them in place
-                super()._run_phase(search, self._pretrain, copy.deepcopy(base["optimizer"]), None)
+                try:
+                    # a copy: the optimizer takes the state's tensors as they are and updates them in place
+                    super()._run_phase(search, self._pretrain, copy.deepcopy(base["optimizer"]), None)
+                except _SearchStopped:
+                    del self.history_[first:]
+                    stopped = True
+                    break
                 largest = max(self.history_[-1].get("leaf_mass") or [math.inf])
                 results.append((largest, draw, self._snapshot(self._optimizer.state_dict()), self.history_[first:]))
                 del self.history_[first:]
         finally:
             self._checkpoint, self._draw, self._epochs_after = checkpoint, None, after
+        if stopped:  # Ctrl-C: back to the end of pre-training, where a resume searches again
+            self._restore(base)
+            self._optimizer = self._make_optimizer(phase)
+            self._optimizer.load_state_dict(copy.deepcopy(base["optimizer"]))
+            self._scheduler = None
+            self._save_training({"phase": phase.name, "epoch": self._pretrain})  # raises TrainingInterrupted
+            raise interrupt.TrainingInterrupted({"phase": phase.name, "epoch": self._pretrain})
         _, best, state, records = min(results, key=lambda r: (r[0], r[1]))
         self._restore(state)
         self.history_.extend(records)
         self.tree_draw_ = best
         self.tree_draw_masses_ = [round(float(r[0]), 5) for r in results]
+        if self.verbose and dist_utils.is_main():
+            masses = " / ".join(f"{m:.3f}" for m in self.tree_draw_masses_)
+            print(f"[{self._LOG_NAME}] tree draws: largest leaf mass {masses} at epoch {end}; kept draw {best}, "
+                  f"epochs {end + 1}-{phase.epochs} go on from it", file=sys.stderr, flush=True)
         self._optimizer = self._make_optimizer(phase)
         self._optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
         self._scheduler = None
@@ -612,6 +639,8 @@ class CoHiClust(DeepClusterer):
     def _on_epoch_end(self, phase: Phase, epoch: int, record: dict[str, Any]) -> None:
         if getattr(self, "_draw", None) is not None:
             record["tree_draw"] = self._draw
+            if interrupt.stop_requested() and self._checkpoint is None and self._search_checkpoint:
+                raise _SearchStopped  # Ctrl-C in the search: stop now (see _run_phase)
         dist_utils.all_reduce_sum(self._mass)
         total = float(self._mass.sum())
         if total > 0:  # tree epochs: each leaf's share of the epoch's probability mass (pruned: 0)
