@@ -838,8 +838,9 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
         all their values more than FAR_FROM_TRAINING training standard deviations from the training
         means, as when the model was fitted on standardized rows and is given raw ones (or the
         reverse). Such rows all fall on one side of every split, confidently and wrongly."""
-        z = (x.double() - self.feature_mean_.double().cpu()) / self.feature_std_.double().cpu()
-        far = float(z.abs().mean())
+        # float32 like the rows (one temporary of their size); the mean is accumulated in float64
+        z = (x.float() - self.feature_mean_.cpu()) / self.feature_std_.cpu()
+        far = float(z.abs().sum(dtype=torch.float64)) / max(z.numel(), 1)
         if far > FAR_FROM_TRAINING:
             warnings.warn(
                 f"the rows given lie far from the training matrix (on average {far:,.1f} training standard "

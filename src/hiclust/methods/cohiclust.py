@@ -557,6 +557,12 @@ class CoHiClust(DeepClusterer):
         self.pruned_leaves_[:] = snap["pruned"]
         self._mass.copy_(snap["mass"])
 
+    def _use_optimizer_state(self, phase: Phase, state: dict[str, Any]) -> None:
+        """A fresh optimizer holding a copy of ``state``: what a checkpoint written now saves."""
+        self._optimizer = self._make_optimizer(phase)
+        self._optimizer.load_state_dict(copy.deepcopy(state))
+        self._scheduler = None
+
     def _redraw_tree(self, draw: int) -> None:
         """A fresh random tree head for draw ``draw`` ≥ 1, from its own seed (the global random
         stream is left as it was, so every draw sees the same augmentations and batches)."""
@@ -583,8 +589,7 @@ class CoHiClust(DeepClusterer):
         elif self._pretrain == 0 or opt_state is None:
             super()._run_phase(replace(phase, epochs=self._pretrain), start_epoch, opt_state, sched_state)
         else:  # resumed from the checkpoint written where pre-training ended
-            self._optimizer = self._make_optimizer(phase)
-            self._optimizer.load_state_dict(opt_state)
+            self._use_optimizer_state(phase, opt_state)
         base = self._snapshot(self._optimizer.state_dict())
         search = replace(phase, epochs=end, checkpoint_last=False)
         results = []
@@ -614,9 +619,7 @@ class CoHiClust(DeepClusterer):
             self._checkpoint, self._draw, self._epochs_after = checkpoint, None, after
         if stopped:  # Ctrl-C: back to the end of pre-training, where a resume searches again
             self._restore(base)
-            self._optimizer = self._make_optimizer(phase)
-            self._optimizer.load_state_dict(copy.deepcopy(base["optimizer"]))
-            self._scheduler = None
+            self._use_optimizer_state(phase, base["optimizer"])
             self._save_training({"phase": phase.name, "epoch": self._pretrain})  # raises TrainingInterrupted
             raise interrupt.TrainingInterrupted({"phase": phase.name, "epoch": self._pretrain})
         _, best, state, records = min(results, key=lambda r: (r[0], r[1]))
@@ -628,9 +631,7 @@ class CoHiClust(DeepClusterer):
             masses = " / ".join(f"{m:.3f}" for m in self.tree_draw_masses_)
             print(f"[{self._LOG_NAME}] tree draws: largest leaf mass {masses} at epoch {end}; kept draw {best}, "
                   f"epochs {end + 1}-{phase.epochs} go on from it", file=sys.stderr, flush=True)
-        self._optimizer = self._make_optimizer(phase)
-        self._optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
-        self._scheduler = None
+        self._use_optimizer_state(phase, state["optimizer"])
         if self._checkpoint is not None:  # the chosen draw is where a resume continues
             self._save_training({"phase": phase.name, "epoch": end})
         if end < phase.epochs:

@@ -189,16 +189,22 @@ def _load(run_dir: str, device: str, dataset: str | None = None, root: str | Non
     return model, data
 
 
-def _cmd_tree(args: argparse.Namespace) -> int:
+def _check_run_and_out(run_dir: str, out: str | Path, example: str, replace_ok: bool) -> None:
+    """Before the model is loaded: the run exists (named first, before any complaint about
+    --out), and --out may be written."""
     from hiclust.checkpoint import check_output_file
-    from hiclust.report.tree_plot import plot_tree
-
     from hiclust.runs import read_run_config
 
-    read_run_config(args.run_dir)  # a missing run is named first, before any complaint about --out
+    read_run_config(run_dir)
+    check_output_file(out, "--out", example, replace_ok=replace_ok)
+
+
+def _cmd_tree(args: argparse.Namespace) -> int:
+    from hiclust.report.tree_plot import plot_tree
+
     out = Path(args.out) if args.out else Path(args.run_dir) / "tree.png"
     # The run's own tree.png may be redrawn; any other existing file only with --overwrite.
-    check_output_file(out, "--out", "tree.png", replace_ok=args.overwrite or not args.out)  # before the model is loaded
+    _check_run_and_out(args.run_dir, out, "tree.png", replace_ok=args.overwrite or not args.out)
     model, data = _load(args.run_dir, args.device, args.dataset, args.root)
     plot_tree(model, data, show=args.show, out=out, max_depth=args.max_depth, n_samples=args.samples, dpi=args.dpi)
     print(f"wrote {out}")
@@ -208,16 +214,11 @@ def _cmd_tree(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from hiclust.report.html import write_report
 
-    from hiclust.checkpoint import check_output_file
-
     if args.max_mb <= 0:
         raise ValueError(f"--max-mb must be positive, got {args.max_mb}")
-    from hiclust.runs import read_run_config
-
-    read_run_config(args.run_dir)  # a missing run is named first, before any complaint about --out
     out = Path(args.out) if args.out else Path(args.run_dir) / "report.html"
     # before the model is loaded or a temporary file written; the run's own report.html may be rewritten
-    check_output_file(out, "--out", "report.html", replace_ok=args.overwrite or not args.out)
+    _check_run_and_out(args.run_dir, out, "report.html", replace_ok=args.overwrite or not args.out)
     model, data = _load(args.run_dir, args.device, args.dataset, args.root)
     write_report(model, data, out, run_dir=args.run_dir, max_images_per_node=args.max_images_per_node,
                  max_bytes=int(args.max_mb * 1e6), figures=not args.no_figures)
@@ -304,7 +305,6 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     import hashlib
 
     from hiclust import distributed as dist_utils
-    from hiclust.checkpoint import check_output_file
     from hiclust.cli import load_run_model
     from hiclust.data.feature_files import model_input
 
@@ -314,10 +314,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     error: BaseException | None = None
     info: Any = None
     try:
-        from hiclust.runs import read_run_config
-
-        read_run_config(args.run_dir)  # a missing run is named first, before any complaint about --out
-        check_output_file(args.out, "--out", "predictions.csv", replace_ok=args.overwrite)  # before the model is loaded
+        _check_run_and_out(args.run_dir, args.out, "predictions.csv", replace_ok=args.overwrite)
         model, _ = load_run_model(args.run_dir, args.device)
         if getattr(model, "hierarchy_", None) is None:
             raise ValueError(f"the model in {args.run_dir} has no hierarchy; predict paths need CoHiClust")
