@@ -281,6 +281,22 @@ def test_cc_instance_only_pass_trains_under_two_ranks(train_results):
         torch.testing.assert_close(r0["cc_instance_state"][key], r1["cc_instance_state"][key], rtol=0, atol=0, msg=key)
 
 
+def test_shutdown_leaves_the_group_and_is_a_no_op_without_one(tmp_path):
+    import torch.distributed as dist
+
+    from hiclust import distributed as D
+
+    D.shutdown()  # nothing initialized: nothing to do, no error
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    assert dist.is_initialized()
+    D.shutdown()
+    assert not dist.is_initialized()
+    D.shutdown()  # a second call is harmless
+
+
 if __name__ == "__main__":  # torchrun worker: test_distributed.py CASE OUT_DIR DATA_DIR
     _case, _out = sys.argv[1], Path(sys.argv[2])
     {"train": _worker_train}[_case](_out, sys.argv[3])
+    from hiclust import distributed as _D
+
+    _D.shutdown()  # both ranks done: leave the group before exit (see hiclust.distributed.shutdown)

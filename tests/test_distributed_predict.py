@@ -212,3 +212,6 @@ def test_a_failure_on_one_rank_ends_every_rank(torchrun):
 
 if __name__ == "__main__":  # one torchrun rank: OUT RUN SHARDS ONE_NPY
     _worker(Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4])
+    from hiclust import distributed as _D
+
+    _D.shutdown()  # both ranks done: leave the group before exit (see hiclust.distributed.shutdown)

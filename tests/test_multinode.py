@@ -268,3 +268,6 @@ def test_epoch_seed_depends_on_each_of_seed_rank_phase_and_epoch():
 
 if __name__ == "__main__":  # torchrun worker: test_multinode.py CASE OUT_DIR CLI_ARGS...
     _worker(sys.argv[1], Path(sys.argv[2]), sys.argv[3:])
+    from hiclust import distributed as _D
+
+    _D.shutdown()  # a no-op where cli.main already left its own group

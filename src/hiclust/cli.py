@@ -888,9 +888,8 @@ def main(argv: list[str] | None = None) -> int:
 
             configure()
         if started_group:
-            import torch.distributed
-
-            torch.distributed.destroy_process_group()
+            # No barrier: after a failure on one rank alone the others must not wait for it.
+            dist_utils.shutdown(wait_for_all=False)
 
 
 _VALUE_FLAGS = ("--max-memory", "--workers")

@@ -25,6 +25,7 @@ import torch.distributed as dist
 
 __all__ = [
     "init_from_env",
+    "shutdown",
     "is_distributed",
     "rank",
     "world_size",
@@ -67,6 +68,23 @@ def init_from_env() -> bool:
     else:
         dist.init_process_group(backend="gloo")
     return True
+
+
+def shutdown(wait_for_all: bool = True) -> None:
+    """Leaves and destroys the default process group; a no-op when none is initialized.
+
+    With ``wait_for_all`` every rank first waits at a barrier, so no rank tears the group down
+    (rank 0 also hosts torchrun's TCP store) while another still talks to it. Call it when a
+    script that called ``init_from_env`` is done: a process that exits with a live gloo group
+    can abort in the C++ runtime ("terminate called without an active exception") as the group's
+    threads are destroyed at interpreter exit. Pass False where a rank may have failed alone
+    (the barrier would then wait for a rank that never comes).
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if wait_for_all and dist.get_world_size() > 1:
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 def is_distributed() -> bool:
