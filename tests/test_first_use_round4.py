@@ -77,15 +77,36 @@ def test_ctrl_c_while_the_parser_is_built_is_one_line(monkeypatch, capsys):
     assert err == ["hiclust: interrupted before the command started; nothing was written"]
 
 
-def test_resume_with_too_few_epochs_names_the_schedule_the_run_started_with(trained_run, capsys):
+def test_resume_with_too_few_epochs_names_the_schedule_the_run_started_with(trained_run, tmp_path, capsys):
+    import shutil
+
+    from hiclust.checkpoint import load_checkpoint, save_checkpoint
+
+    _, out = trained_run
+    # The same run as if stopped after epoch 4 (only the checkpoint's progress differs).
+    stopped = tmp_path / "stopped"
+    shutil.copytree(out, stopped)
+    config, state = load_checkpoint(stopped / "checkpoint.pt", expected_class="CoHiClust")
+    state["progress"] = {**state["progress"], "epoch": 4}
+    save_checkpoint(stopped / "checkpoint.pt", model_class="CoHiClust", config=config, state=state)
+    before = snapshot(stopped)
+    assert cli.main(["train", "--resume", str(stopped), "--epochs", "5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    # pre-training 2 epochs, pruning 5 leaves one per epoch from its own prune start: not the
+    # default a fresh 5-epoch run would get
+    assert "started with 2 pre-training epochs" in err[0] and "--epochs" in err[0] and "default" not in err[0]
+    assert snapshot(stopped) == before
+
+
+def test_resume_with_fewer_epochs_than_done_says_a_run_is_not_shortened(trained_run, capsys):
     _, out = trained_run
     before = snapshot(out)
     assert cli.main(["train", "--resume", str(out), "--epochs", "3"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1, err
-    # pre-training 2 epochs, pruning 5 leaves one per epoch from its own prune start: not the
-    # default a fresh 3-epoch run would get
-    assert "started with 2 pre-training epochs" in err[0] and "--epochs" in err[0] and "default" not in err[0]
+    assert f"{out} is already trained to epoch 9, past --epochs 3" in err[0], err
+    assert "pass --epochs N with N > 9" in err[0]
     assert snapshot(out) == before
 
 

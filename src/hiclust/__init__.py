@@ -15,11 +15,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["CoHiClust", "ContrastiveClustering", "DEC", "IDEC", "DeepECT", "SimCLR", "Hierarchy", "ImageDataset", "load_dataset", "METHODS", "__version__"]
+__all__ = ["CoHiClust", "ContrastiveClustering", "DEC", "IDEC", "DeepECT", "SimCLR", "Hierarchy", "ImageDataset", "load_dataset", "METHODS",
+           "EmptyClusterWarning", "__version__"]
 
 # public name → the module that defines it
 _LAZY: dict[str, str] = {
     "ImageDataset": "hiclust.data", "load_dataset": "hiclust.data", "Hierarchy": "hiclust.hierarchy",
+    "EmptyClusterWarning": "hiclust.methods.base",
     **{name: "hiclust.methods" for name in ("DEC", "IDEC", "METHODS", "CoHiClust", "ContrastiveClustering",
                                              "DeepECT", "SimCLR")},
 }
@@ -27,6 +29,7 @@ _LAZY: dict[str, str] = {
 if TYPE_CHECKING:  # for type checkers and IDEs: the eager imports
     from hiclust.data import ImageDataset, load_dataset
     from hiclust.hierarchy import Hierarchy
+    from hiclust.methods.base import EmptyClusterWarning
     from hiclust.methods import DEC, IDEC, METHODS, CoHiClust, ContrastiveClustering, DeepECT, SimCLR
 
 

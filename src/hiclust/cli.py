@@ -105,6 +105,7 @@ def in_flag_terms(cls: type, message: str) -> str:
             message = re.sub(rf"(?<![\w\-^'.]){name}(?![\w\-.])", flag, message)
         else:
             message = re.sub(rf"(?<![\w\-^'./]){name}(?= \(| >=| <=| must| or\b)", flag, message)
+            message = re.sub(rf"(?<=\b(?:raise|lower) ){name}\b", flag, message)  # "or raise epochs"
     return message
 
 
@@ -381,6 +382,12 @@ def run_training(
         from hiclust.checkpoint import load_checkpoint
 
         saved_config, saved_state = load_checkpoint(checkpoint, expected_class=type(model).__name__)
+        progress, asked = saved_state.get("progress", {}), config.params.get("epochs")
+        done = progress.get("epoch")
+        if asked is not None and done is not None and progress.get("phase") in (None, "train") and done > asked:
+            raise ValueError(f"{run_dir} is already trained to epoch {done}, past --epochs {asked}: a resumed run is "
+                             f"not shortened; pass --epochs N with N > {done} to train longer, or leave --epochs "
+                             "out to write its outputs again")
         model._check_resume_config(saved_config, checkpoint)
         try:
             model._check_resume_state(saved_state, checkpoint)
@@ -419,16 +426,23 @@ def run_training(
             lines = "".join(json.dumps(r) + "\n" for r in records)
             atomic_write_text(run_dir / "history.jsonl", lines)
 
+        import warnings
+
         from hiclust.interrupt import stop_at_epoch_boundary
+        from hiclust.methods.base import EmptyClusterWarning
 
         # Ctrl-C: a checkpoint at the end of the current epoch, then RunInterrupted (below).
-        with stop_at_epoch_boundary(
-                "hiclust train: stopping at the end of this epoch to write a checkpoint (Ctrl-C again: stop now, "
-                "keeping the last checkpoint)", enabled=main_rank and not dist_utils.is_distributed()):
-            model.fit(
-                *_xy(data), checkpoint=run_dir / "checkpoint.pt", checkpoint_every=checkpoint_every, resume=resume,
-                callback=write_history, **fit_extra,
-            )
+        # Empty clusters: the summary names them in command-line terms (leaf_warnings).
+        with warnings.catch_warnings():
+            if summary:
+                warnings.simplefilter("ignore", EmptyClusterWarning)
+            with stop_at_epoch_boundary(
+                    "hiclust train: stopping at the end of this epoch to write a checkpoint (Ctrl-C again: stop now, "
+                    "keeping the last checkpoint)", enabled=main_rank and not dist_utils.is_distributed()):
+                model.fit(
+                    *_xy(data), checkpoint=run_dir / "checkpoint.pt", checkpoint_every=checkpoint_every, resume=resume,
+                    callback=write_history, **fit_extra,
+                )
         if not main_rank:
             return model, None
         model.save(run_dir / "model.pt")
@@ -506,16 +520,57 @@ def _label_names(data: Any) -> list[str] | None:
     return [names[i] if names is not None and i < len(names) else str(i) for i in ids]
 
 
+def read_label_file(path: str | Path, n: int) -> tuple[np.ndarray, list[str]]:
+    """Labels for ``n`` items from ``path``: a .npy array (N,) or a text file with one label per
+    line (names or numbers, no header), in the order of the run's items. Returns the class ids
+    (N,) int64 and the class names (sorted; numbers sorted as numbers)."""
+    import numpy as np
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"--labels {path}: no such file")
+    if path.suffix == ".npy":
+        values = np.load(path, allow_pickle=False)
+        if values.ndim != 1:
+            raise ValueError(f"--labels {path} must hold one label per item (a 1-d array), got shape {values.shape}")
+    else:
+        values = np.asarray(path.read_text(encoding="utf-8").splitlines(), dtype=object)
+        if values.size and values[-1] == "":
+            values = values[:-1]
+        if any(v.strip() == "" for v in values):
+            raise ValueError(f"--labels {path} has an empty line; give one label per line, one line per item")
+        values = np.asarray([v.strip() for v in values])
+    if values.shape[0] != n:
+        raise ValueError(f"--labels {path} holds {values.shape[0]} labels but the run has {n} items; give one "
+                         "label per item, in the run's order (as in assignments.csv)")
+    try:  # numbers sort as numbers ("10" after "9")
+        numeric = values.astype(np.float64)
+        names, ids = np.unique(numeric, return_inverse=True)
+        class_names = [f"{v:g}" for v in names]
+    except ValueError:
+        names, ids = np.unique(values.astype(str), return_inverse=True)
+        class_names = [str(v) for v in names]
+    return ids.astype(np.int64), class_names
+
+
 def evaluate_run(run_dir: str | Path, device: str = "auto", *, dataset: str | None = None,
-                 root: str | None = None) -> dict[str, Any]:
+                 root: str | None = None, labels: str | Path | None = None) -> dict[str, Any]:
     """Predicts the run's dataset with its model. With labels: metrics overall and per tree level;
     always: the label-free numbers (leaf sizes, balance per level, mean decision confidence,
     silhouette on the learned representation). Writes ``evaluation.json``. ``dataset`` /
-    ``root`` point at the run's data where it has moved (see :func:`load_run_data`)."""
+    ``root`` point at the run's data where it has moved (see :func:`load_run_data`); ``labels``:
+    a label file for data stored without labels, or to replace them (see :func:`read_label_file`)."""
+    import dataclasses
+
     from hiclust.checkpoint import atomic_write_text
     from hiclust.report.summary import assignment_table, label_free_evaluation
 
     model, config, data = load_run(run_dir, device, dataset, root)
+    if labels is not None:
+        import torch
+
+        ids, class_names = read_label_file(labels, len(data))
+        data = dataclasses.replace(data, labels=torch.from_numpy(ids), class_names=class_names)
     x = _xy(data)[0]
     table = assignment_table(model, x)
     pred = table["leaf"] if hasattr(model, "decision_path") else model.predict(x)  # CoHiClust: leaf = cluster
@@ -644,7 +699,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from hiclust.report.evaluation import format_evaluation
 
-    result = evaluate_run(args.run_dir, args.device, dataset=args.dataset, root=args.root)
+    result = evaluate_run(args.run_dir, args.device, dataset=args.dataset, root=args.root, labels=args.labels)
     print(format_evaluation(result))
     print(f"wrote {Path(args.run_dir) / 'evaluation.json'}")
     return 0
@@ -725,7 +780,15 @@ class _OneLineErrors(argparse.ArgumentParser):
 
         known = sorted({o for a in self._all_actions() for o in a.option_strings if o.startswith("--")})
         hints = []
-        for tok in (t for t in message.split() if t.startswith("--") and t not in known):
+        if message.startswith("argument --") and "expected one argument" in message:
+            # "--resume" given without its value: name the value it needs, not a "nearest" flag.
+            flag = message.split()[1].split("/")[0].rstrip(":")
+            action = next((a for a in self._all_actions() if flag in a.option_strings), None)
+            if action is not None:
+                hints.append(f"; give it a value: {flag} {action.metavar or action.dest.upper()}")
+        for tok in (t.rstrip(":,;.") for t in message.split() if t.startswith("--")):
+            if tok in known:
+                continue
             starts = [k for k in known if k.startswith(tok)]  # "--n": the flags it begins
             near = starts if 0 < len(starts) <= 5 else difflib.get_close_matches(tok, known, n=1)
             if near:
@@ -811,10 +874,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "  with labels  NMI / ACC / ARI / dendrogram purity / leaf purity overall and per level, the\n"
                     "               super-groups of each level and the leaves x classes table\n"
                     "Writes RUN_DIR/evaluation.json.\n\n"
-                    "example: hiclust evaluate runs/demo",
+                    "example: hiclust evaluate runs/demo\n"
+                    "         hiclust evaluate runs/embeddings --labels labels.txt   (data stored without labels)",
     )
     p.add_argument("run_dir", help="run directory written by 'hiclust train'")
     _add_data_location_flags(p)
+    p.add_argument("--labels", default=None, metavar="FILE",
+                   help="the items' true labels, for data stored without them (e.g. a .npy feature matrix): a .npy "
+                   "array or a text file with one label per line, in the order of the run's items (assignments.csv)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     p.set_defaults(func=_cmd_evaluate)

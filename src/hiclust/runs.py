@@ -82,7 +82,7 @@ class RunConfig:
     def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
         if not isinstance(d, dict):
             raise RunDirError(f"run configuration must be a JSON object, got {type(d).__name__}")
-        unknown = set(d) - set(_FIELD_TYPES) - {"versions", "created", "seed", "command"}
+        unknown = set(d) - set(_FIELD_TYPES) - {"versions", "created", "resumed", "seed", "command"}
         if unknown:
             raise RunDirError(f"unknown keys in run configuration: {', '.join(sorted(unknown))}")
         for key in ("method", "dataset"):
@@ -433,8 +433,11 @@ def prepare_run_dir(run_dir: str | Path, config: RunConfig, *, overwrite: bool =
     """
     run_dir = Path(run_dir)
     existing = run_dir / RUN_FILE
+    created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    resumed = None
     if existing.exists() and not overwrite:
-        old = resolved_paths(RunConfig.from_dict(_read_run_json(existing)), run_dir)
+        old_record = _read_run_json(existing)
+        old = resolved_paths(RunConfig.from_dict(old_record), run_dir)
         if not resume:
             raise RunDirError(
                 f"{run_dir} already holds a run ({old.method} on {old.dataset}); use --resume {run_dir} to continue it, "
@@ -442,6 +445,8 @@ def prepare_run_dir(run_dir: str | Path, config: RunConfig, *, overwrite: bool =
             )
         if old.identity() != config.identity():
             raise RunDirError(f"{run_dir} holds a different run than the one requested; use --overwrite or another --out")
+        # A resumed run keeps the date it was created; the resume is dated on its own.
+        created, resumed = old_record.get("created", created), created
     elif run_dir.exists() and not existing.exists() and any(
             e for e in run_dir.iterdir() if e.name != LOCK_FILE and not _holds_data(e, config)):
         # --overwrite replaces runs only: a folder of other files is never written into
@@ -468,7 +473,9 @@ def prepare_run_dir(run_dir: str | Path, config: RunConfig, *, overwrite: bool =
     record = stored_paths(config, run_dir).to_dict()
     record["versions"] = library_versions()
     record["seed"] = config.params.get("seed", 0)
-    record["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    record["created"] = created
+    if resumed is not None:
+        record["resumed"] = resumed
     record["command"] = command
     atomic_write_text(existing, json.dumps(record, indent=2, sort_keys=True))
     return run_dir

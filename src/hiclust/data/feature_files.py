@@ -250,6 +250,28 @@ def _from_npz(path: Path, label_column: str | None, id_column: str | None, name:
     return FeatureDataset(torch.from_numpy(x), labels, class_names, name, ids)
 
 
+def feature_file_columns(path: str | Path) -> list[str] | None:
+    """The column names of a .csv/.parquet file or the array names of a .npz file (read without
+    loading the data); None for other files or when they cannot be read (loading them reports why)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            import pandas as pd
+
+            return [str(c) for c in pd.read_csv(path, nrows=0).columns]
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            return [str(c) for c in pq.read_schema(path).names]
+        if suffix == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                return list(z.files)
+    except (ImportError, ValueError, OSError, EOFError, UnicodeDecodeError):
+        return None
+    return None
+
+
 def load_feature_file(path: str | Path, *, label_column: str | None = None, id_column: str | None = None,
                       name: str | None = None, max_memory: int | None = None,
                       workers: int | None = None) -> FeatureDataset:

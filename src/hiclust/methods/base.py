@@ -90,6 +90,10 @@ class PreparedData:
 FAR_FROM_TRAINING = 5.0
 
 
+class EmptyClusterWarning(UserWarning):
+    """fit ended with clusters that hold no training item."""
+
+
 def _to_tensor(x: Any) -> Any:
     if isinstance(x, DiskRows):  # streamed from disk: validated as it is read
         return x
@@ -622,7 +626,24 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
         for name, value in vars(work).items():
             if name.endswith("_") and not name.startswith("_"):
                 setattr(self, name, value)
+        self._warn_if_clusters_empty()
         return self
+
+    def _warn_if_clusters_empty(self) -> None:
+        """Warns (EmptyClusterWarning) when some of the n_clusters clusters got no training item:
+        the model then describes fewer groups than asked for. (The command line's summary says it
+        in its own terms and silences this warning.)"""
+        labels, k = getattr(self, "labels_", None), getattr(self, "n_clusters", None)
+        if labels is None or not isinstance(k, (int, np.integer)) or len(labels) == 0:
+            return
+        empty = np.flatnonzero(np.bincount(np.asarray(labels, dtype=np.int64), minlength=int(k))[: int(k)] == 0)
+        if empty.size:
+            shown = ", ".join(map(str, empty[:12])) + (" ..." if empty.size > 12 else "")
+            warnings.warn(
+                f"{empty.size} of the {k} clusters hold no training item (cluster {shown}); train longer (epochs), "
+                "try another seed, or ask for fewer n_clusters",
+                EmptyClusterWarning, stacklevel=user_stacklevel(),
+            )
 
     def _run_fit(self, data: PreparedData, checkpoint: Any, checkpoint_every: int, resume: bool,
                  callback: Callable[[dict[str, Any]], None] | None) -> None:

@@ -421,7 +421,11 @@ class CoHiClust(DeepClusterer):
                 )
         input_space = self._input_space(data)
         self._neighbour_views(data)
-        self._schedule(input_space, self._epochs(data, input_space))
+        epochs = self._epochs(data, input_space)
+        _, pretrain, _ = self._schedule(input_space, epochs)
+        if self.tree_draws > 1 and self.draw_epochs is not None and self.draw_epochs > epochs - pretrain:
+            raise ValueError(f"draw_epochs={self.draw_epochs} is longer than the tree phase ({epochs - pretrain} epochs: "
+                             f"epochs={epochs} minus pretrain_epochs={pretrain}); lower draw_epochs or raise epochs")
         if self.tree_draws > 1 and self.lr_schedule is not None:
             raise ValueError(f"tree_draws={self.tree_draws} is not implemented with lr_schedule={self.lr_schedule!r}; "
                              "leave lr_schedule unset (a constant learning rate) or set tree_draws=1")

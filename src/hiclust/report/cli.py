@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -301,6 +302,32 @@ def _write_predictions_atomically(table: dict[str, Any], out: str | Path, names:
     _fsync_dir(out.parent)
 
 
+def _run_columns_in(run_dir: str, input_path: str, label_column: str | None,
+                    id_column: str | None) -> tuple[str | None, str | None]:
+    """--label-column / --id-column for predict: those given, else the run's own (as trained with)
+    where the input file has such a column or array, so that a file laid out like the training
+    file needs no flags. A note on stderr names the columns taken from the run."""
+    from hiclust.data.feature_files import feature_file_columns
+    from hiclust.runs import read_run_config
+
+    columns = feature_file_columns(input_path)
+    if not columns or (label_column is not None and id_column is not None):
+        return label_column, id_column
+    run = read_run_config(run_dir)
+    taken = []
+    if label_column is None and run.label_column in columns:
+        label_column = run.label_column
+        taken.append(f"--label-column {label_column}")
+    if id_column is None and run.id_column in columns:
+        id_column = run.id_column
+        taken.append(f"--id-column {id_column}")
+    from hiclust import distributed as dist_utils
+
+    if taken and dist_utils.is_main():
+        print(f"hiclust predict: {' and '.join(taken)} as the run was trained", file=sys.stderr)
+    return label_column, id_column
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     import hashlib
 
@@ -319,8 +346,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         if getattr(model, "hierarchy_", None) is None:
             raise ValueError(f"the model in {args.run_dir} has no hierarchy; predict paths need CoHiClust")
         features = len(getattr(model, "input_shape_", ()) or ()) == 1
+        label_column, id_column = args.label_column, args.id_column
+        if features:
+            label_column, id_column = _run_columns_in(args.run_dir, args.input, label_column, id_column)
         data, names = load_prediction_input(args.input, args.image_size, features=features,
-                                            label_column=args.label_column, id_column=args.id_column,
+                                            label_column=label_column, id_column=id_column,
                                             strict=args.strict)
         check_input_shape(model, data, args.input)
         if world > 1:  # the ranks must have read the same items in the same order
@@ -427,9 +457,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--strict", action="store_true",
                    help="fail on unreadable image files in a --input folder instead of skipping them (with a warning)")
     p.add_argument("--label-column", default=None, metavar="NAME",
-                   help="feature files: the column (.csv/.parquet) or array (.npz) holding labels, written to 'label'")
+                   help="feature files: the column (.csv/.parquet) or array (.npz) holding labels, written to 'label' "
+                   "(default: the run's --label-column, where the input has that column)")
     p.add_argument("--id-column", default=None, metavar="NAME",
-                   help="feature files: the column or array holding item ids, written to 'input'")
+                   help="feature files: the column or array holding item ids, written to 'input' (default: the run's "
+                   "--id-column, where the input has that column)")
     add_streaming_flags(p)
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")

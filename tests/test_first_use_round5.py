@@ -1,0 +1,160 @@
+"""The fifth round of first-use fixes: a resumed run is never shortened and keeps its creation
+date, a flag given without its value says which value, draw_epochs longer than the tree phase is
+refused, empty clusters are warned about in the Python API, `hiclust evaluate --labels` scores data
+stored without labels, and `hiclust predict` reads a feature file laid out like the training file
+with the run's own label and id columns. Tiny CoHiClust fits on a 60 x 4 feature matrix."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hiclust import CoHiClust, EmptyClusterWarning, cli
+
+FEAT = ["--n-clusters", "3", "--batch-size", "8", "--device", "cpu", "--seed", "0"]
+
+
+def blobs(n: int = 60, d: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    y = np.arange(n) % 3
+    return ((rng.normal(size=(3, d)) * 4)[y] + rng.normal(size=(n, d))).astype(np.float32), y
+
+
+@pytest.fixture(scope="module")
+def csv_run(tmp_path_factory):
+    """A `hiclust train` run on a CSV with an id column and a label column."""
+    root = tmp_path_factory.mktemp("round5")
+    x, y = blobs()
+    df = pd.DataFrame(x, columns=[f"f{i}" for i in range(x.shape[1])])
+    df.insert(0, "name", [f"item{i:02d}" for i in range(len(df))])
+    df["kind"] = [f"k{v}" for v in y]
+    df.to_csv(root / "train.csv", index=False)
+    out = root / "run"
+    assert cli.main(["train", "--dataset", f"features:{root / 'train.csv'}", "--label-column", "kind",
+                     "--id-column", "name", *FEAT, "--epochs", "12", "--out", str(out)]) == 0
+    return root, out, df
+
+
+def test_a_resumed_run_keeps_its_creation_date(csv_run, capsys):
+    _, out, _ = csv_run
+    record = json.loads((out / "run.json").read_text())
+    record["created"] = "2001-01-01T00:00:00+0000"  # as if trained long ago
+    (out / "run.json").write_text(json.dumps(record))
+    assert cli.main(["train", "--resume", str(out)]) == 0
+    after = json.loads((out / "run.json").read_text())
+    assert after["created"] == "2001-01-01T00:00:00+0000"
+    assert after["resumed"] > "2026"  # the resume is dated on its own
+    capsys.readouterr()
+
+
+def test_a_flag_without_its_value_names_the_value(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["train", "--resume"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "expected one argument; give it a value: --resume RUN_DIR" in err[0] and "did you mean" not in err[0]
+
+
+def test_draw_epochs_longer_than_the_tree_phase_is_refused(tmp_path, capsys):
+    x, _ = blobs()
+    with pytest.raises(ValueError, match=r"draw_epochs=50 is longer than the tree phase \(10 epochs"):
+        CoHiClust(n_clusters=3, epochs=12, pretrain_epochs=2, tree_draws=2, draw_epochs=50, batch_size=8).fit(x)
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "run"
+    code = cli.main(["train", "--dataset", f"features:{tmp_path / 'x.npy'}", *FEAT, "--epochs", "12",
+                     "--pretrain-epochs", "2", "--tree-draws", "2", "--draw-epochs", "50", "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert "--draw-epochs 50 is longer than the tree phase" in err[0] and "raise --epochs" in err[0]
+    assert not out.exists()
+
+
+def test_empty_clusters_are_warned_about_in_the_api(monkeypatch):
+    model = CoHiClust(n_clusters=4)
+    model.labels_ = np.array([0, 0, 3, 3, 0])
+    with pytest.warns(EmptyClusterWarning, match=r"2 of the 4 clusters hold no training item \(cluster 1, 2\)"):
+        model._warn_if_clusters_empty()
+    model.labels_ = np.array([0, 1, 2, 3])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model._warn_if_clusters_empty()  # every cluster used: silent
+
+    # Through fit: a fit whose items all land in one leaf (forced here) warns once.
+    original = CoHiClust._finish_fit
+
+    def one_leaf(self, data):
+        original(self, data)
+        self.labels_ = np.zeros_like(self.labels_)
+
+    monkeypatch.setattr(CoHiClust, "_finish_fit", one_leaf)
+    x, _ = blobs()
+    with pytest.warns(EmptyClusterWarning, match="2 of the 3 clusters"):
+        CoHiClust(n_clusters=3, epochs=8, batch_size=8, verbose=False).fit(x)
+
+
+def test_the_command_line_leaves_empty_leaves_to_its_summary(tmp_path, monkeypatch, capsys):
+    # The summary reports empty leaves in command-line terms (report.summary.leaf_warnings, from
+    # the routed items); the API's warning (in parameter names) is silenced there.
+    original = CoHiClust._finish_fit
+
+    def one_leaf(self, data):
+        original(self, data)
+        self.labels_ = np.zeros_like(self.labels_)
+
+    monkeypatch.setattr(CoHiClust, "_finish_fit", one_leaf)
+    x, _ = blobs()
+    np.save(tmp_path / "x.npy", x)
+    assert cli.main(["train", "--dataset", f"features:{tmp_path / 'x.npy'}", *FEAT, "--epochs", "8",
+                     "--out", str(tmp_path / "run")]) == 0
+    captured = capsys.readouterr()
+    text = captured.out + captured.err
+    assert "items in 3 leaves" in text  # the summary was printed
+    assert "hold no training item" not in text  # but not the API's warning
+
+
+def test_evaluate_labels_scores_data_stored_without_labels(tmp_path, capsys):
+    x, y = blobs()
+    np.save(tmp_path / "x.npy", x)
+    np.savez(tmp_path / "xy.npz", X=x, y=y)
+    run = tmp_path / "run"
+    assert cli.main(["train", "--dataset", f"features:{tmp_path / 'x.npy'}", *FEAT, "--epochs", "12",
+                     "--out", str(run)]) == 0
+    assert cli.main(["evaluate", str(run)]) == 0
+    assert "metrics" not in json.loads((run / "evaluation.json").read_text())  # no labels: none
+    # The reference: the same rows with their labels in an .npz (the run's data moved there).
+    assert cli.main(["evaluate", str(run), "--dataset", f"features:{tmp_path / 'xy.npz'}"]) == 0
+    reference = json.loads((run / "evaluation.json").read_text())["metrics"]
+    np.save(tmp_path / "y.npy", y)
+    (tmp_path / "y.txt").write_text("".join(f"class {['a', 'b', 'c'][v]}\n" for v in y))
+    for labels in ("y.npy", "y.txt"):
+        assert cli.main(["evaluate", str(run), "--labels", str(tmp_path / labels)]) == 0
+        got = json.loads((run / "evaluation.json").read_text())
+        assert got["metrics"] == pytest.approx(reference), labels
+    assert "class a" in capsys.readouterr().out  # the text file's names label the table
+    before = (run / "evaluation.json").read_bytes()
+    (tmp_path / "short.txt").write_text("a\nb\n")
+    assert cli.main(["evaluate", str(run), "--labels", str(tmp_path / "short.txt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds 2 labels but the run has 60 items" in err[0]
+    assert (run / "evaluation.json").read_bytes() == before  # refused before anything was written
+
+
+def test_predict_reads_the_runs_label_and_id_columns(csv_run, capsys):
+    root, out, df = csv_run
+    df.iloc[:10].to_csv(root / "new.csv", index=False)
+    df.iloc[:10].drop(columns=["kind"]).to_csv(root / "new_unlabelled.csv", index=False)
+    assert cli.main(["predict", str(out), "--input", str(root / "new.csv"), "--out", str(root / "p.csv")]) == 0
+    err = capsys.readouterr().err
+    assert "--label-column kind and --id-column name as the run was trained" in err
+    p = pd.read_csv(root / "p.csv")
+    assert p["input"].tolist() == df["name"].iloc[:10].tolist() and p["label"].tolist() == df["kind"].iloc[:10].tolist()
+    assert cli.main(["predict", str(out), "--input", str(root / "new_unlabelled.csv"), "--out",
+                     str(root / "p2.csv")]) == 0
+    assert "--id-column name as the run was trained" in capsys.readouterr().err
+    p2 = pd.read_csv(root / "p2.csv")
+    assert "label" not in p2.columns and p2["cluster"].tolist() == p["cluster"].tolist()
