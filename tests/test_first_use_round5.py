@@ -114,7 +114,7 @@ def test_the_command_line_leaves_empty_leaves_to_its_summary(tmp_path, monkeypat
     captured = capsys.readouterr()
     text = captured.out + captured.err
     assert "items in 3 leaves" in text  # the summary was printed
-    assert "hold no training item" not in text  # but not the API's warning
+    assert "no training item" not in text  # but not the API's warning
 
 
 def test_evaluate_labels_scores_data_stored_without_labels(tmp_path, capsys):

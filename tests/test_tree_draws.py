@@ -87,3 +87,21 @@ def test_ctrl_c_during_the_search_stops_at_the_epoch_and_resumes_to_the_same_mod
 def test_draws_refuse_a_cosine_schedule():
     with pytest.raises(ValueError, match="tree_draws=2 is not implemented with lr_schedule='cosine'; leave lr_sch"):
         CoHiClust(**PARAMS, tree_draws=2, lr_schedule="cosine").fit(blobs())
+
+
+def test_input_space_mode_draws_five_finished_trees_by_default(capsys):
+    """A small matrix split directly (input-space mode) keeps the best of 5 finished trees; one
+    draw when asked, and one draw in MLP mode (the reference) unless asked otherwise."""
+    x = blobs(60, 4)
+    model = CoHiClust(n_clusters=3, epochs=12, seed=1, verbose=True).fit(x)
+    assert model.backbone_ == "input" and model.tree_draws is None
+    assert len(model.tree_draw_masses_) == 5 and model.tree_draw_ == int(np.argmin(model.tree_draw_masses_))
+    err = capsys.readouterr().err
+    # compared at the last epoch: the kept tree is the result, and the history is its own
+    assert "at epoch 12; kept draw" in err and "it is the result" in err
+    assert [h["epoch"] for h in model.history_] == list(range(1, 13))
+    assert len(model.pruned_leaves_) == 1 and sorted(np.unique(model.labels_)) == [0, 1, 2]
+    one = CoHiClust(n_clusters=3, epochs=12, seed=1, tree_draws=1, verbose=False).fit(x)
+    assert not hasattr(one, "tree_draw_")
+    mlp = CoHiClust(**PARAMS).fit(blobs())
+    assert mlp.backbone_ == "mlp" and not hasattr(mlp, "tree_draw_")

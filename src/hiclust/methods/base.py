@@ -88,6 +88,12 @@ class PreparedData:
 # average at most 1 (E|z| <= 1 for unit variance); raw wine given to a model fitted on standardized
 # wine averages 69, standardized wine given to a model fitted on raw wine 5.3.
 FAR_FROM_TRAINING = 5.0
+# The verbose log prints about this many epoch lines per fit at most: every k-th epoch, where k
+# grows with the fit's epochs (a 178-row matrix trains 5 × 100 epochs of a few milliseconds),
+# plus the last epoch of each phase and every epoch with an event (a pruning, an evaluation).
+# history_, the callback and history.jsonl still receive every epoch.
+LOG_LINES = 60
+_LOGGED_EVENTS = ("pruned_leaf", "acc")
 
 
 class EmptyClusterWarning(UserWarning):
@@ -385,6 +391,10 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
         """(B, K) cluster probabilities of a model-input batch."""
         raise NotImplementedError
 
+    def _extra_epochs(self) -> int:
+        """Epochs trained beyond the phases' own (e.g. CoHiClust's tree draws), for the log's cadence."""
+        return 0
+
     def _init_fit_state(self, data: PreparedData) -> None:
         """Method state created before the model is built (and overwritten by a resumed
         checkpoint); ``device_`` and the input geometry are set."""
@@ -639,8 +649,9 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
         empty = np.flatnonzero(np.bincount(np.asarray(labels, dtype=np.int64), minlength=int(k))[: int(k)] == 0)
         if empty.size:
             shown = ", ".join(map(str, empty[:12])) + (" ..." if empty.size > 12 else "")
+            verb = "holds" if empty.size == 1 else "hold"
             warnings.warn(
-                f"{empty.size} of the {k} clusters hold no training item (cluster {shown}); train longer (epochs), "
+                f"{empty.size} of the {k} clusters {verb} no training item (cluster {shown}); train longer (epochs), "
                 "try another seed, or ask for fewer n_clusters",
                 EmptyClusterWarning, stacklevel=user_stacklevel(),
             )
@@ -677,6 +688,8 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
         self._checkpoint_every = checkpoint_every
         self._saved = None  # (phase, epoch) of the checkpoint on disk written by this run
         phases = self._phases(data)
+        planned = sum(p.epochs for p in phases if p.run is None) + self._extra_epochs()
+        self._log_every = max(1, planned // LOG_LINES)
         progress: dict[str, Any] = {"phase": phases[0].name, "epoch": 0}
         opt_state = sched_state = None
         if resume and checkpoint is not None and Path(checkpoint).exists():
@@ -702,7 +715,7 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
                 self._run_phase(phase, start, state, sched_state if resumed_here else None)
         self._finish_fit(data)
         for name in ("_x", "_data", "_net", "_augment", "_callback", "_generators", "_optimizer", "_scheduler",
-                     "_instance_data", "_instance_x", "_epochs_after"):
+                     "_instance_data", "_instance_x", "_epochs_after", "_log_every"):
             self.__dict__.pop(name, None)
 
     def _make_optimizer(self, phase: Phase) -> torch.optim.Optimizer:
@@ -759,7 +772,9 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
             per_epoch = (time.perf_counter() - phase_started) / (epoch + 1 - start_epoch)
             after = getattr(self, "_epochs_after", 0)
             left = phase.epochs - epoch - 1 + (after or 0)
-            self._emit(record, seconds_left=per_epoch * left if left else None, whole_fit=after is not None)
+            shown = last or (epoch + 1) % self._log_every == 0 or any(k in record for k in _LOGGED_EVENTS)
+            self._emit(record, seconds_left=per_epoch * left if left else None, whole_fit=after is not None,
+                       log=shown)
             due = (epoch + 1) % self._checkpoint_every == 0
             # Ctrl-C under `hiclust train` (hiclust.interrupt): a checkpoint here, then the stop.
             stop = interrupt.stop_requested()
@@ -794,12 +809,13 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
     def _evaluate_record(self, record: dict[str, Any]) -> None:
         record.update(self._label_metrics(self._data.labels, self._predict_raw(self._data.x)))
 
-    def _emit(self, record: dict[str, Any], seconds_left: float | None = None, whole_fit: bool = True) -> None:
-        """Appends ``record`` to ``history_``, logs it (verbose), passes it to the callback;
-        ``seconds_left``: the estimated rest of the fit (``whole_fit=False``: of this phase), shown
-        on the log line only."""
+    def _emit(self, record: dict[str, Any], seconds_left: float | None = None, whole_fit: bool = True,
+              log: bool = True) -> None:
+        """Appends ``record`` to ``history_``, logs it (verbose and ``log``), passes it to the
+        callback; ``seconds_left``: the estimated rest of the fit (``whole_fit=False``: of this
+        phase), shown on the log line only."""
         self.history_.append(record)
-        if self.verbose and dist_utils.is_main():
+        if self.verbose and log and dist_utils.is_main():
             # Lists (e.g. CoHiClust's leaf_mass) stay in history_ and history.jsonl, off the log line.
             shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()
                              if not isinstance(v, list))

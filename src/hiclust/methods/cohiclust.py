@@ -36,6 +36,11 @@ INPUT_SPACE_MAX_ROWS = 1000
 # steps per epoch (small matrices are passed over several times per epoch).
 INPUT_SPACE_NEIGHBOURS = 10
 INPUT_SPACE_NOISE = 1.0
+# Tree draws in input-space mode (tree_draws=None): each trained through the whole tree phase.
+# Over seeds 0-9 one draw left iris with an empty leaf on one seed (ACC 0.667) and wine at 0.916
+# on six; five draws gave every seed >= 0.853 / >= 0.933 (benchmarks/RESULTS.md, "Feature
+# matrices: several draws of an input-space tree"), at seconds per fit on such matrices.
+INPUT_SPACE_TREE_DRAWS = 5
 INPUT_SPACE_LR = 1e-2
 INPUT_SPACE_MIN_STEPS = 8
 # MLP mode on a feature matrix held in memory: the second view is a nearest neighbour too (as
@@ -139,7 +144,8 @@ class CoHiClust(DeepClusterer):
     balance term); from epoch ``prune_start`` one leaf per epoch (the one with the lowest expected
     mass over that epoch) is pruned until ``n_clusters`` leaves remain. With ``tree_draws`` > 1 the
     tree phase is started from several random draws of the tree head and the draw with the most
-    even leaves is kept (docs/methods.md, "Tree draws").
+    even leaves is kept (docs/methods.md, "Tree draws"); a small feature matrix split directly
+    (input-space mode) gets 5 draws by default.
 
     {parameters}
 
@@ -158,9 +164,9 @@ class CoHiClust(DeepClusterer):
     leaf_mask_ : tensor of shape (2^T,)
     kept_leaves_ : tensor of shape (K,)
     tree_draw_ : int
-        With ``tree_draws`` > 1: the draw of the tree head that was kept (0 = the first).
+        With several tree draws: the draw of the tree head that was kept (0 = the first).
     tree_draw_masses_ : list of float
-        With ``tree_draws`` > 1: each draw's largest leaf mass when the draws were compared.
+        With several tree draws: each draw's largest leaf mass when the draws were compared.
     hierarchy_ : hiclust.Hierarchy
     device_ : torch.device
 
@@ -216,14 +222,16 @@ class CoHiClust(DeepClusterer):
                              "mode: R1 pulls splits to 50/50, which measured features' classes rarely are)."),
         nt_xent_weight=Param(Interval(Real, 0, None, closed="left"),
                              "Weight of NT-Xent; 0 reproduces the ablation without it."),
-        tree_draws=Param(Interval(Integral, 1, None, closed="left"),
+        tree_draws=Param([Interval(Integral, 1, None, closed="left"), None],
                          "Random draws of the tree head tried from the end of pre-training: each trains "
                          "draw_epochs tree epochs (through the prunings) from the same state, and the draw whose "
                          "largest leaf holds the least probability mass trains on (1: one draw, the reference). "
-                         "Costs (tree_draws − 1) × draw_epochs extra epochs."),
+                         "Costs (tree_draws − 1) × draw_epochs extra epochs. None: 5 in input-space mode "
+                         "(fits of seconds), else 1."),
         draw_epochs=Param([Interval(Integral, 1, None, closed="left"), None],
                           "Tree epochs each draw trains before the choice (tree_draws > 1); None: 30% of the "
-                          "tree phase, and at least until one epoch after the last pruning."),
+                          "tree phase, and at least until one epoch after the last pruning (input-space mode: "
+                          "the whole tree phase)."),
     )
 
     def __init__(
@@ -245,7 +253,7 @@ class CoHiClust(DeepClusterer):
         cohiloss_form: str = "reference",
         balance_weight: float | None = None,
         nt_xent_weight: float = 1.0,
-        tree_draws: int = 1,
+        tree_draws: int | None = None,
         draw_epochs: int | None = None,
         eval_every: int = 10,
         device: str = "auto",
@@ -423,10 +431,11 @@ class CoHiClust(DeepClusterer):
         self._neighbour_views(data)
         epochs = self._epochs(data, input_space)
         _, pretrain, _ = self._schedule(input_space, epochs)
-        if self.tree_draws > 1 and self.draw_epochs is not None and self.draw_epochs > epochs - pretrain:
+        draws = self._tree_draws(input_space)
+        if draws > 1 and self.draw_epochs is not None and self.draw_epochs > epochs - pretrain:
             raise ValueError(f"draw_epochs={self.draw_epochs} is longer than the tree phase ({epochs - pretrain} epochs: "
                              f"epochs={epochs} minus pretrain_epochs={pretrain}); lower draw_epochs or raise epochs")
-        if self.tree_draws > 1 and self.lr_schedule is not None:
+        if self.tree_draws is not None and self.tree_draws > 1 and self.lr_schedule is not None:
             raise ValueError(f"tree_draws={self.tree_draws} is not implemented with lr_schedule={self.lr_schedule!r}; "
                              "leave lr_schedule unset (a constant learning rate) or set tree_draws=1")
 
@@ -534,10 +543,25 @@ class CoHiClust(DeepClusterer):
         return terms
 
     # ------------------------------------------------------------------------- tree draws
+    def _tree_draws(self, input_space: bool | None = None) -> int:
+        """tree_draws resolved: as given, else INPUT_SPACE_TREE_DRAWS in input-space mode and 1
+        otherwise (a constant learning rate only: with a schedule the draws would not restart it)."""
+        if self.tree_draws is not None:
+            return int(self.tree_draws)
+        if input_space is None:
+            input_space = getattr(self, "backbone_", None) == "input"
+        return INPUT_SPACE_TREE_DRAWS if input_space and self.lr_schedule is None else 1
+
+    def _extra_epochs(self) -> int:
+        draws = self._tree_draws()
+        return 0 if draws <= 1 else (draws - 1) * (self._draw_search_end() - self._pretrain)
+
     def _draw_search_end(self) -> int:
         """The epoch (counted from 1) at whose end the tree draws are compared."""
         if self.draw_epochs is not None:
             span = int(self.draw_epochs)
+        elif self.backbone_ == "input":  # fits of seconds: compare the finished trees
+            span = self._n_epochs - self._pretrain
         else:  # 30% of the tree phase (measured on digits), and past the last pruning
             last_pruning = self._prune_start + 2**self.depth_ - self.n_clusters - self._pretrain
             span = max(last_pruning + 1, round(0.3 * (self._n_epochs - self._pretrain)))
@@ -578,7 +602,8 @@ class CoHiClust(DeepClusterer):
         """With ``tree_draws`` > 1: pre-training, then each tree draw trained from its end for
         ``draw_epochs`` (no checkpoint in between: a Ctrl-C then stops after the search, with one),
         the draw whose largest leaf holds the least mass kept, and the rest of the epochs."""
-        if self.tree_draws <= 1 or start_epoch > self._pretrain:
+        draws = self._tree_draws()
+        if draws <= 1 or start_epoch > self._pretrain:
             super()._run_phase(phase, start_epoch, opt_state, sched_state)
             return
         from dataclasses import replace
@@ -588,7 +613,7 @@ class CoHiClust(DeepClusterer):
         span = end - self._pretrain
         if start_epoch < self._pretrain:
             if after is not None:
-                self._epochs_after = after + self.tree_draws * span + phase.epochs - end
+                self._epochs_after = after + draws * span + phase.epochs - end
             super()._run_phase(replace(phase, epochs=self._pretrain), start_epoch, opt_state, sched_state)
         elif self._pretrain == 0 or opt_state is None:
             super()._run_phase(replace(phase, epochs=self._pretrain), start_epoch, opt_state, sched_state)
@@ -601,13 +626,13 @@ class CoHiClust(DeepClusterer):
         self._search_checkpoint = checkpoint is not None  # a Ctrl-C can stop the search only with one
         stopped = False
         try:
-            for draw in range(self.tree_draws):
+            for draw in range(draws):
                 if draw:
                     self._restore(base)
                     self._redraw_tree(draw)
                 self._draw = draw
                 if after is not None:
-                    self._epochs_after = after + (self.tree_draws - draw - 1) * span + phase.epochs - end
+                    self._epochs_after = after + (draws - draw - 1) * span + phase.epochs - end
                 first = len(self.history_)
                 try:
                     # a copy: the optimizer takes the state's tensors as they are and updates them in place
@@ -633,8 +658,9 @@ class CoHiClust(DeepClusterer):
         self.tree_draw_masses_ = [round(float(r[0]), 5) for r in results]
         if self.verbose and dist_utils.is_main():
             masses = " / ".join(f"{m:.3f}" for m in self.tree_draw_masses_)
+            rest = f"epochs {end + 1}-{phase.epochs} go on from it" if end < phase.epochs else "it is the result"
             print(f"[{self._LOG_NAME}] tree draws: largest leaf mass {masses} at epoch {end}; kept draw {best}, "
-                  f"epochs {end + 1}-{phase.epochs} go on from it", file=sys.stderr, flush=True)
+                  f"{rest}", file=sys.stderr, flush=True)
         self._use_optimizer_state(phase, state["optimizer"])
         if self._checkpoint is not None:  # the chosen draw is where a resume continues
             self._save_training({"phase": phase.name, "epoch": end})
