@@ -158,3 +158,16 @@ def test_predict_reads_the_runs_label_and_id_columns(csv_run, capsys):
     assert "--id-column name as the run was trained" in capsys.readouterr().err
     p2 = pd.read_csv(root / "p2.csv")
     assert "label" not in p2.columns and p2["cluster"].tolist() == p["cluster"].tolist()
+
+
+def test_a_csv_header_names_the_wide_column_in_the_scale_warning(tmp_path, capsys):
+    x, _ = blobs()
+    df = pd.DataFrame(x, columns=["height", "width", "depth", "weight_mg"])
+    df["weight_mg"] = df["weight_mg"] * 1000.0  # one column in much larger units
+    df.to_csv(tmp_path / "t.csv", index=False)
+    assert cli.main(["train", "--dataset", f"features:{tmp_path / 't.csv'}", *FEAT, "--epochs", "12",
+                     "--tree-draws", "1", "--out", str(tmp_path / "run")]) == 0
+    err = capsys.readouterr().err
+    assert "warning: feature column 'weight_mg' spreads" in err and "(0-based)" not in err
+    model = CoHiClust.load(tmp_path / "run" / "model.pt", device="cpu")
+    assert list(model.feature_names_in_) == ["height", "width", "depth", "weight_mg"]

@@ -165,7 +165,9 @@ def test_ctrl_c_in_train_exits_130_with_one_resume_line(times, extra, message, e
                                                         monkeypatch):
     np.save(tmp_path / "x.npy", blobs())
     out = tmp_path / "run"
-    argv = ["train", "--dataset", f"features:{tmp_path / 'x.npy'}", *FEAT, "--epochs", "5", *extra, "--out", str(out)]
+    # one tree draw: with several, a Ctrl-C inside the search goes back to its start (tests/test_tree_draws.py)
+    argv = ["train", "--dataset", f"features:{tmp_path / 'x.npy'}", *FEAT, "--epochs", "5", "--tree-draws", "1", *extra,
+            "--out", str(out)]
     _signal_at_epoch(monkeypatch, 2, times)
     assert cli.main(argv) == 130
     lines = capsys.readouterr().err.splitlines()

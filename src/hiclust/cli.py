@@ -259,6 +259,12 @@ def _xy(data: Any) -> tuple[Any, Any]:
     return (data.features, data.labels) if isinstance(data, FeatureDataset) else (data, None)
 
 
+def _fit_input(data: Any) -> tuple[Any, Any]:
+    """(X, y) for an estimator's ``fit``: the dataset itself, so that a table's header reaches
+    the model as its feature names (``feature_names_in_``, named in its warnings)."""
+    return data, None
+
+
 def load_run_model(run_dir: str | Path, device: str = "auto"):
     """The fitted estimator of a run: model.pt, or the last checkpoint if training stopped early."""
     from hiclust.methods import METHODS
@@ -398,7 +404,7 @@ def run_training(
             fitted_note = _resume_note(Path(run_dir), saved_state.get("progress", {}), config.params.get("epochs"))
     if hasattr(model, "check_params"):
         try:
-            model.check_params(*_xy(data), **fit_extra)
+            model.check_params(*_fit_input(data), **fit_extra)
         except ValueError as exc:  # the same error, in command-line terms
             raise type(exc)(in_flag_terms(type(model), str(exc))) from None
     if fitted_note:  # after every refusal above, so that a refused command prints its one line only
@@ -440,7 +446,8 @@ def run_training(
                     "hiclust train: stopping at the end of this epoch to write a checkpoint (Ctrl-C again: stop now, "
                     "keeping the last checkpoint)", enabled=main_rank and not dist_utils.is_distributed()):
                 model.fit(
-                    *_xy(data), checkpoint=run_dir / "checkpoint.pt", checkpoint_every=checkpoint_every, resume=resume,
+                    *_fit_input(data), checkpoint=run_dir / "checkpoint.pt", checkpoint_every=checkpoint_every,
+                    resume=resume,
                     callback=write_history, **fit_extra,
                 )
         if not main_rank:

@@ -55,6 +55,7 @@ class FeatureDataset:
         class_names: names of the classes (index = class id), or ``None``.
         name: dataset name (``"features:PATH"`` when loaded from a file).
         item_ids: ``N`` item ids (a CSV id column, ...), or ``None``: the row numbers.
+        feature_names: the ``D`` feature columns' names (a CSV or parquet header), or ``None``.
     """
 
     features: torch.Tensor
@@ -62,6 +63,7 @@ class FeatureDataset:
     class_names: list[str] | None = None
     name: str = "features"
     item_ids: list[str] | None = None
+    feature_names: list[str] | None = None
 
     def __post_init__(self) -> None:
         x = self.features
@@ -81,6 +83,8 @@ class FeatureDataset:
             self.labels = y
         if self.item_ids is not None and len(self.item_ids) != x.shape[0]:
             raise ValueError(f"{self.name}: {len(self.item_ids)} item ids for {x.shape[0]} rows")
+        if self.feature_names is not None and len(self.feature_names) != x.shape[1]:
+            raise ValueError(f"{self.name}: {len(self.feature_names)} feature names for {x.shape[1]} columns")
 
     def __len__(self) -> int:
         return int(self.features.shape[0])
@@ -220,7 +224,7 @@ def _from_table(path: Path, label_column: str | None, id_column: str | None, nam
     if label_column is not None:
         labels, class_names = _labels_to_ids(df[label_column].to_numpy(), f"{path.name} column {label_column!r}")
     ids = None if id_column is None else [str(v) for v in df[id_column].tolist()]
-    return FeatureDataset(torch.from_numpy(x), labels, class_names, name, ids)
+    return FeatureDataset(torch.from_numpy(x), labels, class_names, name, ids, feature_cols)
 
 
 def _from_npz(path: Path, label_column: str | None, id_column: str | None, name: str) -> FeatureDataset:

@@ -153,7 +153,7 @@ def _label_ids(y: Any) -> tuple[torch.Tensor, list[str] | None]:
 def prepare_data(X: Any, y: Any = None) -> PreparedData:
     """Coerces the accepted input forms to :class:`PreparedData` and validates them.
 
-    Accepted: an ``ImageDataset``; uint8 images (N,H,W), (N,C,H,W) or (N,H,W,C) with C ∈ {1,3};
+    Accepted: an ``ImageDataset`` or a ``FeatureDataset``; uint8 images (N,H,W), (N,C,H,W) or (N,H,W,C) with C ∈ {1,3};
     float images of those shapes with values in [0, 1]; or a float feature matrix (N, D).
 
     >>> prepare_data(np.zeros((5, 8, 8), dtype=np.uint8)).x.shape
@@ -162,12 +162,15 @@ def prepare_data(X: Any, y: Any = None) -> PreparedData:
     torch.float32
     """
     from hiclust.data.datasets import ImageDataset  # late import: data is a sibling package
+    from hiclust.data.feature_files import FeatureDataset
 
     name = class_names = None
     labels = None
     feature_names = [str(c) for c in X.columns] if hasattr(X, "columns") and hasattr(X, "to_numpy") else None
     if isinstance(X, ImageDataset):
         x, labels, name, class_names = X.images, X.labels, X.name, X.class_names
+    elif isinstance(X, FeatureDataset):  # e.g. load_dataset("features:table.csv"): its header names the columns
+        x, labels, name, class_names, feature_names = X.features, X.labels, X.name, X.class_names, X.feature_names
     else:
         x = _to_tensor(X)
     if y is not None:
