@@ -404,8 +404,11 @@ def test_messages_a_new_user_met(tmp_path, capsys):
                      "--out", str(csv)]) == 2
     assert "m.csv is a file, not a folder; choose another --out" in capsys.readouterr().err
     assert csv.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["m.csv"]
-    # a FeatureDataset handed to fit: the hint names its matrix
+    # a FeatureDataset handed to fit is its matrix (with its labels and its header's column names)
     from hiclust import CoHiClust
 
-    with pytest.raises(TypeError, match=r"got FeatureDataset; pass its matrix, data\.features"):
-        CoHiClust(n_clusters=2).fit(load_dataset(f"features:{csv}", label_column="label"))
+    data = load_dataset(f"features:{csv}", label_column="label")
+    params = dict(n_clusters=2, epochs=12, tree_draws=1, verbose=False)
+    whole = CoHiClust(**params).fit(data)
+    assert list(whole.feature_names_in_) == ["a", "b"]
+    assert np.array_equal(whole.labels_, CoHiClust(**params).fit(data.features).labels_)

@@ -121,11 +121,9 @@ def _to_tensor(x: Any) -> Any:
             raise TypeError(f"X must hold numbers, got an array of dtype {x.dtype}; convert it to float first")
         return torch.from_numpy(np.ascontiguousarray(x))
     raise TypeError(
-        f"expected an ImageDataset, a torch.Tensor, a numpy array, a pandas DataFrame or a list of rows, got "
-        f"{type(x).__name__}; "
-        + ("pass its matrix, data.features (and data.labels as y)" if hasattr(x, "features")
-           else "load image files with hiclust.load_dataset('folder:PATH') and feature files with "
-                "hiclust.data.load_feature_file(PATH) first")
+        f"expected an ImageDataset, a FeatureDataset, a torch.Tensor, a numpy array, a pandas DataFrame or a list "
+        f"of rows, got {type(x).__name__}; load image files with hiclust.load_dataset('folder:PATH') and feature "
+        "files with hiclust.load_dataset('features:PATH') first"
     )
 
 
