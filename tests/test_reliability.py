@@ -221,7 +221,7 @@ def _bad_api_inputs(x: np.ndarray, y: np.ndarray) -> list[tuple[str, object, obj
         ("empty", x[:0], None, {}, ValueError, r"dataset is empty"),
         ("rank-5", x[:, :, :, :, None], None, {}, ValueError, r"expected images \(N, C, H, W\)"),
         ("channels", np.repeat(x, 2, axis=1), None, {}, ValueError, r"1 or 3 channels"),
-        ("not-an-array", {"a": 1}, None, {}, TypeError, r"expected an ImageDataset, a torch.Tensor, a numpy array, a pandas DataFrame or a list"),
+        ("not-an-array", {"a": 1}, None, {}, TypeError, r"expected an ImageDataset, a FeatureDataset, a torch.Tensor, a numpy array, a pandas DataFrame or a list"),
         ("k-one", x, None, {"n_clusters": 1}, ValueError, r"The 'n_clusters' parameter of CoHiClust must be an int in the range \[2, inf\)"),
         ("eval-every-0", x, None, {"eval_every": 0}, ValueError, r"The 'eval_every' parameter of CoHiClust must be an int in the range \[1, inf\)"),
         ("checkpoint-every-0", x, None, {"_checkpoint_every": 0}, ValueError, r"checkpoint_every must be a positive"),
