@@ -24,6 +24,17 @@ def blobs(n: int = 60, d: int = 4) -> tuple[np.ndarray, np.ndarray]:
     return ((rng.normal(size=(3, d)) * 4)[y] + rng.normal(size=(n, d))).astype(np.float32), y
 
 
+def force_one_leaf(monkeypatch) -> None:
+    """Every training item in cluster 0 at the end of CoHiClust fits (the empty-cluster case)."""
+    original = CoHiClust._finish_fit
+
+    def one_leaf(self, data):
+        original(self, data)
+        self.labels_ = np.zeros_like(self.labels_)
+
+    monkeypatch.setattr(CoHiClust, "_finish_fit", one_leaf)
+
+
 @pytest.fixture(scope="module")
 def csv_run(tmp_path_factory):
     """A `hiclust train` run on a CSV with an id column and a label column."""
@@ -85,13 +96,7 @@ def test_empty_clusters_are_warned_about_in_the_api(monkeypatch):
         model._warn_if_clusters_empty()  # every cluster used: silent
 
     # Through fit: a fit whose items all land in one leaf (forced here) warns once.
-    original = CoHiClust._finish_fit
-
-    def one_leaf(self, data):
-        original(self, data)
-        self.labels_ = np.zeros_like(self.labels_)
-
-    monkeypatch.setattr(CoHiClust, "_finish_fit", one_leaf)
+    force_one_leaf(monkeypatch)
     x, _ = blobs()
     with pytest.warns(EmptyClusterWarning, match="2 of the 3 clusters"):
         CoHiClust(n_clusters=3, epochs=8, batch_size=8, verbose=False).fit(x)
@@ -100,13 +105,7 @@ def test_empty_clusters_are_warned_about_in_the_api(monkeypatch):
 def test_the_command_line_leaves_empty_leaves_to_its_summary(tmp_path, monkeypatch, capsys):
     # The summary reports empty leaves in command-line terms (report.summary.leaf_warnings, from
     # the routed items); the API's warning (in parameter names) is silenced there.
-    original = CoHiClust._finish_fit
-
-    def one_leaf(self, data):
-        original(self, data)
-        self.labels_ = np.zeros_like(self.labels_)
-
-    monkeypatch.setattr(CoHiClust, "_finish_fit", one_leaf)
+    force_one_leaf(monkeypatch)
     x, _ = blobs()
     np.save(tmp_path / "x.npy", x)
     assert cli.main(["train", "--dataset", f"features:{tmp_path / 'x.npy'}", *FEAT, "--epochs", "8",
