@@ -447,8 +447,7 @@ def run_training(
                     "keeping the last checkpoint)", enabled=main_rank and not dist_utils.is_distributed()):
                 model.fit(
                     *_fit_input(data), checkpoint=run_dir / "checkpoint.pt", checkpoint_every=checkpoint_every,
-                    resume=resume,
-                    callback=write_history, **fit_extra,
+                    resume=resume, callback=write_history, **fit_extra,
                 )
         if not main_rank:
             return model, None
@@ -536,7 +535,7 @@ def read_label_file(path: str | Path, n: int) -> tuple[np.ndarray, list[str]]:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"--labels {path}: no such file")
-    if path.suffix == ".npy":
+    if path.suffix.lower() == ".npy":
         values = np.load(path, allow_pickle=False)
         if values.ndim != 1:
             raise ValueError(f"--labels {path} must hold one label per item (a 1-d array), got shape {values.shape}")

@@ -151,8 +151,9 @@ def _label_ids(y: Any) -> tuple[torch.Tensor, list[str] | None]:
 def prepare_data(X: Any, y: Any = None) -> PreparedData:
     """Coerces the accepted input forms to :class:`PreparedData` and validates them.
 
-    Accepted: an ``ImageDataset`` or a ``FeatureDataset``; uint8 images (N,H,W), (N,C,H,W) or (N,H,W,C) with C ∈ {1,3};
-    float images of those shapes with values in [0, 1]; or a float feature matrix (N, D).
+    Accepted: an ``ImageDataset`` or a ``FeatureDataset``; uint8 images (N,H,W), (N,C,H,W) or
+    (N,H,W,C) with C ∈ {1,3}; float images of those shapes with values in [0, 1]; or a float
+    feature matrix (N, D).
 
     >>> prepare_data(np.zeros((5, 8, 8), dtype=np.uint8)).x.shape
     torch.Size([5, 1, 8, 8])

@@ -307,6 +307,7 @@ def _run_columns_in(run_dir: str, input_path: str, label_column: str | None,
     """--label-column / --id-column for predict: those given, else the run's own (as trained with)
     where the input file has such a column or array, so that a file laid out like the training
     file needs no flags. A note on stderr names the columns taken from the run."""
+    from hiclust import distributed as dist_utils
     from hiclust.data.feature_files import feature_file_columns
     from hiclust.runs import read_run_config
 
@@ -321,8 +322,6 @@ def _run_columns_in(run_dir: str, input_path: str, label_column: str | None,
     if id_column is None and run.id_column in columns:
         id_column = run.id_column
         taken.append(f"--id-column {id_column}")
-    from hiclust import distributed as dist_utils
-
     if taken and dist_utils.is_main():
         print(f"hiclust predict: {' and '.join(taken)} as the run was trained", file=sys.stderr)
     return label_column, id_column
