@@ -249,7 +249,7 @@ ROUND2 = [
      r"must end in \.npy, \.npz, \.csv, \.parquet"),
     ("features-missing", ["train", "--dataset", "features:{in}/nope.npy", *FEAT], FileNotFoundError, r"no such file"),
     ("csv-text-column", ["train", "--dataset", "features:{in}/text.csv", *FEAT], ValueError,
-     r"column\(s\) name are not numeric; name the labels with --label-column"),
+     r"column\(s\) name are not numeric; name the labels with label_column=NAME"),
     ("csv-unknown-label-column", ["train", "--dataset", "features:{in}/text.csv", "--label-column", "kind", *FEAT],
      ValueError, r"--label-column 'kind': text.csv has no such column; its columns: a, b, name"),
     ("npz-without-X", ["train", "--dataset", "features:{in}/noX.npz", *FEAT], ValueError, r"save the matrix as 'X'"),

@@ -105,7 +105,7 @@ def test_resume_with_fewer_epochs_than_done_says_a_run_is_not_shortened(trained_
     assert cli.main(["train", "--resume", str(out), "--epochs", "3"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1, err
-    assert f"{out} is already trained to epoch 9, past --epochs 3" in err[0], err
+    assert f"{out} is already trained to epoch 9, past --epochs 3: a run resumes from where it is" in err[0], err
     assert "pass --epochs N with N > 9" in err[0]
     assert snapshot(out) == before
 
@@ -148,10 +148,15 @@ def test_a_dataframe_is_a_feature_matrix_and_predicts_as_its_array(tmp_path):
     assert np.array_equal(model.labels_, same.labels_)
     assert np.array_equal(model.predict(df), same.predict(x.astype(np.float32)))
     with pytest.raises(TypeError, match="DataFrame must hold numbers only"):
-        model.predict(df.assign(name="a"))
+        same.predict(df.assign(name="a"))  # a model fitted without column names
+    with pytest.raises(ValueError, match=r"not those fit saw \(not seen by fit: name\); .*X\[model\.feature_names_in_\]"):
+        model.predict(df.assign(name="a"))  # the training table's id column left in: named
+    with pytest.raises(ValueError, match=r"not those fit saw \(missing: f3\)"):
+        model.predict(df.drop(columns="f3"))
     # scikit-learn's convention: the columns fit saw, and predict refuses them in another order
     assert list(model.feature_names_in_) == ["f0", "f1", "f2", "f3"] and not hasattr(same, "feature_names_in_")
-    with pytest.raises(ValueError, match=r"X's columns \(f3, f2, f1, f0\) are not those fit saw \(f0, f1, f2, f3\)"):
+    assert model.n_features_in_ == 4 == same.n_features_in_ and not hasattr(CoHiClust(), "n_features_in_")
+    with pytest.raises(ValueError, match=r"X's columns are not those fit saw \(the same columns in another order\)"):
         model.predict(df[df.columns[::-1]])
     assert np.array_equal(model.predict(df[list(model.feature_names_in_)]), model.labels_)
     model.save(tmp_path / "m.pt")  # the names travel with the saved model

@@ -169,3 +169,25 @@ def test_a_csv_header_names_the_wide_column_in_the_scale_warning(tmp_path, capsy
                          "--tree-draws", "1", "--out", str(tmp_path / "run")]) == 0
     model = CoHiClust.load(tmp_path / "run" / "model.pt", device="cpu")
     assert list(model.feature_names_in_) == ["height", "width", "depth", "weight_mg"]
+
+
+def test_a_reader_that_stops_early_is_no_error(tmp_path):
+    """`hiclust evaluate RUN | head -3`: the closed pipe ends the command quietly (exit 141, as a
+    shell reports SIGPIPE), without an 'error:' line."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, hiclust.cli as cli\n"
+        "def chatty(args):\n"
+        "    for i in range(200000):\n"
+        "        print('line', i)\n"
+        "    return 0\n"
+        "cli._cmd_evaluate = chatty\n"
+        "sys.exit(cli.main(['evaluate', 'some-run']))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline() == b"line 0\n"
+    proc.stdout.close()  # the reader goes away
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and "error" not in err and "Traceback" not in err, err

@@ -391,9 +391,9 @@ def run_training(
         progress, asked = saved_state.get("progress", {}), config.params.get("epochs")
         done = progress.get("epoch")
         if asked is not None and done is not None and progress.get("phase") in (None, "train") and done > asked:
-            raise ValueError(f"{run_dir} is already trained to epoch {done}, past --epochs {asked}: a resumed run is "
-                             f"not shortened; pass --epochs N with N > {done} to train longer, or leave --epochs "
-                             "out to write its outputs again")
+            raise ValueError(f"{run_dir} is already trained to epoch {done}, past --epochs {asked}: a run resumes "
+                             f"from where it is, never back to an earlier epoch; pass --epochs N with N > {done} to "
+                             "train longer, or leave --epochs out to write its outputs again")
         model._check_resume_config(saved_config, checkpoint)
         try:
             model._check_resume_state(saved_state, checkpoint)
@@ -943,6 +943,12 @@ def main(argv: list[str] | None = None) -> int:
         f"hiclust {args.command}: warning: {one_line(str(message), strict_flag=has_strict)}\n")
     try:
         return args.func(args)
+    except BrokenPipeError:
+        # The reader went away (e.g. `hiclust evaluate RUN | head`): what it read was enough, and
+        # the files were written. Send the rest of stdout nowhere, so the exit flush does not fail.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports a command killed by the broken pipe
     except (ValueError, OSError, RuntimeError, TypeError, FloatingPointError, ImportError) as exc:
         # Known user errors (and a missing optional package, e.g. pyarrow for .parquet): one clear
         # line instead of a traceback (HICLUST_DEBUG=1 shows it).
@@ -1042,7 +1048,8 @@ def _streaming_notice(args: argparse.Namespace) -> Callable[[str, int, int], Non
 
 # The library's parameter names in messages that reach the command line, as its flags.
 _API_TO_FLAGS = (("pass strict=True", "pass --strict"), ("pass image_size=S", "pass --image-size S"),
-                 ("pass label_column=", "pass --label-column "))  # label_column='c' → --label-column 'c'
+                 ("pass label_column=", "pass --label-column "),  # label_column='c' → --label-column 'c'
+                 ("with label_column=NAME", "with --label-column NAME"), ("with id_column=NAME", "with --id-column NAME"))
 
 
 def one_line(message: str, strict_flag: bool = True) -> str:

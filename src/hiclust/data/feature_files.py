@@ -215,7 +215,7 @@ def _from_table(path: Path, label_column: str | None, id_column: str | None, nam
     if non_numeric:
         raise ValueError(
             f"{path.name}: column(s) {', '.join(non_numeric[:5])} are not numeric; name the labels with "
-            "--label-column NAME and item ids with --id-column NAME (every other column must be a number)"
+            "label_column=NAME and item ids with id_column=NAME (every other column must be a number)"
         )
     if not feature_cols:
         raise ValueError(f"{path.name}: no feature columns left (columns: {', '.join(cols)})")

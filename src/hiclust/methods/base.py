@@ -641,6 +641,14 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
         self._warn_if_clusters_empty()
         return self
 
+    @property
+    def n_features_in_(self) -> int:
+        """Number of feature columns seen by fit (feature matrices only; scikit-learn's convention)."""
+        shape = self.__dict__.get("input_shape_")
+        if shape is None or len(shape) != 1:
+            raise AttributeError("n_features_in_ is set by fit on a feature matrix (N, D)")
+        return int(shape[0])
+
     def _warn_if_clusters_empty(self) -> None:
         """Warns (EmptyClusterWarning) when some of the n_clusters clusters got no training item:
         the model then describes fewer groups than asked for. (The command line's summary says it
@@ -854,16 +862,26 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
                 f"expected a matrix of rows (N, {self.input_shape_[0]}), got one row of shape ({self.input_shape_[0]},); "
                 "pass X.reshape(1, -1) for a single sample"
             )
+        fitted_names = getattr(self, "feature_names_in_", None)
+        given = [str(c) for c in X.columns] if hasattr(X, "columns") and hasattr(X, "to_numpy") else None
+        if given is None and hasattr(X, "feature_names") and hasattr(X, "features"):  # a FeatureDataset
+            given = X.feature_names
+        if given is not None and fitted_names is not None and given != list(fitted_names):
+            # Checked before the values: a table laid out like the training file (with its id or
+            # label column) would otherwise fail on a non-numeric column, or on the shape.
+            fitted = list(fitted_names)
+            extra = [c for c in given if c not in fitted]
+            missing = [c for c in fitted if c not in given]
+            what = "; ".join(part for part in (
+                f"not seen by fit: {', '.join(extra[:8])}{' ...' if len(extra) > 8 else ''}" if extra else "",
+                f"missing: {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}" if missing else "",
+                "the same columns in another order" if not extra and not missing else "",
+            ) if part)
+            raise ValueError(
+                f"X's columns are not those fit saw ({what}); select them as fit saw them: X[model.feature_names_in_]"
+            )
         prepared = prepare_data(X)
         x = prepared.x
-        fitted_names = getattr(self, "feature_names_in_", None)
-        if prepared.feature_names is not None and fitted_names is not None \
-                and prepared.feature_names != list(fitted_names):
-            raise ValueError(
-                f"X's columns ({', '.join(prepared.feature_names[:8])}{' ...' if len(prepared.feature_names) > 8 else ''})"
-                f" are not those fit saw ({', '.join(fitted_names[:8])}{' ...' if len(fitted_names) > 8 else ''}), in "
-                "that order; select them as fit saw them, e.g. X[model.feature_names_in_]"
-            )
         if tuple(x.shape[1:]) != self.input_shape_:
             raise ValueError(
                 f"this model was fitted on inputs of shape {self.input_shape_} per sample, got {tuple(x.shape[1:])}"

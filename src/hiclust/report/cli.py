@@ -407,9 +407,9 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "report", help="write a self-contained HTML explorer of the tree", formatter_class=fmt,
         description="Write ONE self-contained HTML file (images embedded, no network or server needed) with the\n"
-                    "clickable tree: "
-                    "each node shows its sample images, size, class composition and path from the root\n"
-                    "(e.g. 'L R R'), plus the metrics per level, the leaves x classes table and the pictures.\n\n"
+                    "clickable tree: each node shows its sample images (a feature run: its items' ids), size,\n"
+                    "class composition and path from the root (e.g. 'L R R'), plus the metrics per level, the\n"
+                    "leaves x classes table and the pictures.\n\n"
                     "example: hiclust report runs/demo --out report.html",
     )
     p.add_argument("run_dir", help="run directory written by 'hiclust train'")
@@ -425,11 +425,14 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=_cmd_report)
 
     p = subparsers.add_parser(
-        "predict", help="assign new images to clusters with their root-to-leaf paths (CSV)", formatter_class=fmt,
-        description="Route new images through the run's tree and write one CSV row per image:\n"
+        "predict", help="assign new images or feature rows to clusters with their root-to-leaf paths (CSV)",
+        formatter_class=fmt,
+        description="Route new images (or, for a run trained on features, new rows) through the run's tree and\n"
+                    "write one CSV row per item:\n"
                     "  input             file name (relative to the folder), stored item id of a shard directory,\n"
                     "                    row index of the array, or the item id of a feature file (--id-column)\n"
-                    "  label             class name (folders with class sub-folders, labelled shards)\n"
+                    "  label             class name (folders with class sub-folders, labelled shards, or a feature\n"
+                    "                    file's --label-column)\n"
                     "  cluster           leaf id 0..K-1 (= CoHiClust.predict)\n"
                     "  path              root-to-leaf path, e.g. 'L R R L' (L = left, R = right)\n"
                     "  leaf_probability  probability of that leaf, renormalized over the kept leaves (= predict_proba)\n"
