@@ -191,3 +191,15 @@ def test_a_reader_that_stops_early_is_no_error(tmp_path):
     proc.stdout.close()  # the reader goes away
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141 and "error" not in err and "Traceback" not in err, err
+
+
+def test_resuming_a_finished_run_with_the_estimators_own_epochs_says_so(tmp_path, capsys):
+    x, _ = blobs()
+    np.save(tmp_path / "x.npy", x)
+    run = tmp_path / "run"
+    assert cli.main(["train", "--dataset", f"features:{tmp_path / 'x.npy'}", "--n-clusters", "3", "--tree-draws", "1",
+                     "--device", "cpu", "--out", str(run)]) == 0  # epochs left to the estimator: 100
+    capsys.readouterr()
+    assert cli.main(["train", "--resume", str(run)]) == 0
+    err = capsys.readouterr().err
+    assert f"{run} is already trained to epoch 100, so there is nothing left to train" in err and "resuming" not in err

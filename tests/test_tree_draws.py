@@ -62,7 +62,7 @@ def test_fresh_draws_differ_and_leave_the_data_stream_alone():
     assert len(model.tree_draw_masses_) == 2 and model.tree_draw_masses_[0] != model.tree_draw_masses_[1]
 
 
-def test_ctrl_c_during_the_search_stops_at_the_epoch_and_resumes_to_the_same_model(tmp_path):
+def test_ctrl_c_during_the_search_stops_at_the_epoch_and_resumes_to_the_same_model(tmp_path, capsys):
     whole = CoHiClust(**PARAMS, tree_draws=3, draw_epochs=3).fit(blobs())
     ckpt = tmp_path / "ckpt.pt"
 
@@ -70,7 +70,7 @@ def test_ctrl_c_during_the_search_stops_at_the_epoch_and_resumes_to_the_same_mod
         if record.get("tree_draw") == 1:
             interrupt._stop.set()
 
-    model = CoHiClust(**PARAMS, tree_draws=3, draw_epochs=3)
+    model = CoHiClust(**{**PARAMS, "verbose": True}, tree_draws=3, draw_epochs=3)
     try:
         with pytest.raises(interrupt.TrainingInterrupted) as stopped:
             model.fit(blobs(), checkpoint=ckpt, callback=ctrl_c_in_draw_1)
@@ -78,6 +78,9 @@ def test_ctrl_c_during_the_search_stops_at_the_epoch_and_resumes_to_the_same_mod
         interrupt._stop.clear()
     # at the end of that epoch, with the checkpoint of the end of pre-training: the search starts again
     assert stopped.value.progress == {"phase": "train", "epoch": 2}
+    # and the log says that the search's epochs are not kept
+    assert ("tree draws: stopped in draw 1 of 3; the search keeps no checkpoint of its own, so a resume searches "
+            "again from epoch 2") in capsys.readouterr().err
     resumed = CoHiClust(**PARAMS, tree_draws=3, draw_epochs=3).fit(blobs(), checkpoint=ckpt, resume=True)
     assert resumed.tree_draw_ == whole.tree_draw_ and resumed.tree_draw_masses_ == whole.tree_draw_masses_
     a, b = weights(whole), weights(resumed)

@@ -303,7 +303,11 @@ def _resume_note(run_dir: Path, progress: dict[str, Any], epochs: int | None) ->
     from hiclust.interrupt import describe_progress
 
     done = progress.get("epoch")
-    if epochs is not None and done is not None and progress.get("phase") in (None, "train") and done >= epochs:
+    # Without --epochs (the run's own, perhaps derived by the estimator) a run with model.pt
+    # finished: model.pt is written only at the end.
+    finished = epochs is None and (run_dir / "model.pt").exists()
+    if done is not None and progress.get("phase") in (None, "train") and (
+            finished or (epochs is not None and done >= epochs)):
         return (f"hiclust train: {run_dir} is already trained to epoch {done}, so there is nothing left to train "
                 f"(its outputs are written again); to train longer, pass --epochs N with N > {done}")
     return f"hiclust train: resuming {run_dir} {describe_progress(progress)}" + (

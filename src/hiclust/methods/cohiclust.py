@@ -647,6 +647,10 @@ class CoHiClust(DeepClusterer):
         finally:
             self._checkpoint, self._draw, self._epochs_after = checkpoint, None, after
         if stopped:  # Ctrl-C: back to the end of pre-training, where a resume searches again
+            if self.verbose and dist_utils.is_main():
+                print(f"[{self._LOG_NAME}] tree draws: stopped in draw {len(results)} of {draws}; the search keeps no "
+                      f"checkpoint of its own, so a resume searches again from epoch {self._pretrain} (the end of "
+                      "pre-training)", file=sys.stderr, flush=True)
             self._restore(base)
             self._use_optimizer_state(phase, base["optimizer"])
             self._save_training({"phase": phase.name, "epoch": self._pretrain})  # raises TrainingInterrupted
