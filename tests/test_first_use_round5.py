@@ -202,4 +202,5 @@ def test_resuming_a_finished_run_with_the_estimators_own_epochs_says_so(tmp_path
     capsys.readouterr()
     assert cli.main(["train", "--resume", str(run)]) == 0
     err = capsys.readouterr().err
-    assert f"{run} is already trained to epoch 100, so there is nothing left to train" in err and "resuming" not in err
+    assert f"{run} is already trained to epoch 100, so there is nothing left to train" in err
+    assert "train: resuming" not in err
