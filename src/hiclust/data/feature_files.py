@@ -175,7 +175,8 @@ def _labels_to_ids(values: np.ndarray, what: str) -> tuple[torch.Tensor, list[st
 
 
 # Column names that usually hold the classes: used as features only with a warning.
-LABEL_LIKE_COLUMNS = ("label", "labels", "y", "target", "class", "classes")
+LABEL_LIKE_COLUMNS = ("label", "labels", "y", "target", "targets", "class", "classes", "category", "kind", "species",
+                      "cultivar", "truth", "ground_truth", "cluster")
 
 
 def _read_table(path: Path) -> Any:
