@@ -10,6 +10,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -108,6 +109,9 @@ def test_feature_run_writes_the_answer_and_every_command_reads_it(feature_run, f
     assert '"kind":"features"' in text and all(f'"item{i:02d}"' in text for i in range(1, 60))
     payload = json.loads(text.split('id="report-data">')[1].split("</script>")[0])
     assert "item59" in payload["images"] and "<image href" not in text  # ids, no pictures
+    # and it speaks of items and features, not images
+    assert "Click a node to see its items" in text and " images</title>" not in text
+    assert re.search(r"60 items of \d+ features", text)
 
 
 def test_unlabeled_run_summary_and_label_free_evaluation(files, tmp_path, capsys):

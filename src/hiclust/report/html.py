@@ -238,8 +238,9 @@ def write_report(
     ds_name = str(getattr(data, "name", "data"))
     if title is None:
         title = f"hiclust report — {ds_name}" + (f" ({Path(run_dir).name})" if run_dir is not None else "")
-    summary = (f"{r.n_points:,} {'items' if feats else 'images'} {tuple(images.shape[1:])}, tree with {h.n_leaves} leaves, "
-               f"{h.n_levels} levels, {n_nodes} nodes")
+    shape = f"{images.shape[1]} features" if feats else f"{tuple(images.shape[1:])}"
+    summary = (f"{r.n_points:,} {'items' if feats else 'images'} of {shape}, tree with {h.n_leaves} leaves, "
+               f"{h.n_levels} levels, {n_nodes} nodes. Click a node to see its {'items' if feats else 'images'}")
     doc = _TEMPLATE.format(
         title=html.escape(title), summary=html.escape(summary), css=_CSS, svg=svg, metrics=metrics_html,
         run=run_html, figures=figs_html or "<p>(no figures)</p>",
@@ -284,7 +285,8 @@ def _tree_svg(r: Routing, mean_b64: list[str] | None, colors: list[str]) -> str:
         kind = "leaf" if v < h.n_leaves else "internal"
         parts = [f'<g class="node {kind}" id="node-{v}" data-node="{v}" tabindex="0" '
                  f'transform="translate({x0:.1f},{y:.1f})">',
-                 f"<title>{html.escape(node_path(names[v]))}: {int(r.counts[v]):,} images</title>",
+                 f"<title>{html.escape(node_path(names[v]))}: {int(r.counts[v]):,} "
+                 f"{'images' if mean_b64 is not None else 'items'}</title>",
                  f'<rect class="frame" x="-3" y="-3" width="{box + 6}" height="{box + bar + 34}" rx="4"/>']
         if r.counts[v] > 0 and mean_b64 is None:  # feature vectors: no picture
             parts.append(f'<rect class="items" width="{box}" height="{box}"/>')
@@ -372,7 +374,7 @@ _TEMPLATE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title><style>{css}</style></head>
 <body>
-<header><h1>{title}</h1><p>{summary}. Click a node to see its images; the path from the root reads L (left) / R (right).</p></header>
+<header><h1>{title}</h1><p>{summary}; the path from the root reads L (left) / R (right).</p></header>
 <div class="layout">
 <section id="tree-section"><h2>Tree</h2><div class="tree-scroll">{svg}</div></section>
 <aside id="detail"><h2 id="detail-title">Node</h2><div id="detail-body"><p>Click a node of the tree.</p></div></aside>
@@ -449,7 +451,7 @@ _JS = r"""
   if(n.classes && n.size){
    h += '<p><b>class composition</b></p><div class="compbar">';
    n.classes.forEach(([c,k]) => { h += '<span title="'+esc(cname(c))+': '+k+'" style="width:'+(100*k/n.size)+'%;background:'+D.colors[c]+'"></span>'; });
-   h += '</div><table id="detail-classes"><tr><th>class</th><th>images</th><th>%</th></tr>';
+   h += '</div><table id="detail-classes"><tr><th>class</th><th>'+(D.kind==='features'?'items':'images')+'</th><th>%</th></tr>';
    n.classes.slice(0, 12).forEach(([c,k]) => { h += '<tr><td style="text-align:left"><span class="swatch" style="background:'+D.colors[c]+'"></span>'+esc(cname(c))+'</td><td>'+k+'</td><td>'+(100*k/n.size).toFixed(1)+'</td></tr>'; });
    if(n.classes.length > 12) h += '<tr><td colspan="3">… '+(n.classes.length-12)+' more classes</td></tr>';
    h += '</table>';
