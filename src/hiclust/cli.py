@@ -259,12 +259,6 @@ def _xy(data: Any) -> tuple[Any, Any]:
     return (data.features, data.labels) if isinstance(data, FeatureDataset) else (data, None)
 
 
-def _fit_input(data: Any) -> tuple[Any, Any]:
-    """(X, y) for an estimator's ``fit``: the dataset itself, so that a table's header reaches
-    the model as its feature names (``feature_names_in_``, named in its warnings)."""
-    return data, None
-
-
 def load_run_model(run_dir: str | Path, device: str = "auto"):
     """The fitted estimator of a run: model.pt, or the last checkpoint if training stopped early."""
     from hiclust.methods import METHODS
@@ -408,7 +402,7 @@ def run_training(
             fitted_note = _resume_note(Path(run_dir), saved_state.get("progress", {}), config.params.get("epochs"))
     if hasattr(model, "check_params"):
         try:
-            model.check_params(*_fit_input(data), **fit_extra)
+            model.check_params(data, **fit_extra)  # the dataset itself: a table's header names the columns
         except ValueError as exc:  # the same error, in command-line terms
             raise type(exc)(in_flag_terms(type(model), str(exc))) from None
     if fitted_note:  # after every refusal above, so that a refused command prints its one line only
@@ -450,7 +444,7 @@ def run_training(
                     "hiclust train: stopping at the end of this epoch to write a checkpoint (Ctrl-C again: stop now, "
                     "keeping the last checkpoint)", enabled=main_rank and not dist_utils.is_distributed()):
                 model.fit(
-                    *_fit_input(data), checkpoint=run_dir / "checkpoint.pt", checkpoint_every=checkpoint_every,
+                    data, checkpoint=run_dir / "checkpoint.pt", checkpoint_every=checkpoint_every,
                     resume=resume, callback=write_history, **fit_extra,
                 )
         if not main_rank:
@@ -530,11 +524,14 @@ def _label_names(data: Any) -> list[str] | None:
     return [names[i] if names is not None and i < len(names) else str(i) for i in ids]
 
 
-def read_label_file(path: str | Path, n: int) -> tuple[np.ndarray, list[str]]:
+def read_label_file(path: str | Path, n: int) -> tuple[np.ndarray, list[str] | None]:
     """Labels for ``n`` items from ``path``: a .npy array (N,) or a text file with one label per
     line (names or numbers, no header), in the order of the run's items. Returns the class ids
-    (N,) int64 and the class names (sorted; numbers sorted as numbers)."""
+    (N,) int64 and the class names (None for ids ≥ 0 given as numbers), as a feature file's
+    label column is read."""
     import numpy as np
+
+    from hiclust.data.feature_files import _labels_to_ids
 
     path = Path(path)
     if not path.is_file():
@@ -550,17 +547,15 @@ def read_label_file(path: str | Path, n: int) -> tuple[np.ndarray, list[str]]:
         if any(v.strip() == "" for v in values):
             raise ValueError(f"--labels {path} has an empty line; give one label per line, one line per item")
         values = np.asarray([v.strip() for v in values])
+        try:  # numbers read as numbers ("10" after "9")
+            values = values.astype(np.float64)
+        except ValueError:
+            pass
     if values.shape[0] != n:
         raise ValueError(f"--labels {path} holds {values.shape[0]} labels but the run has {n} items; give one "
                          "label per item, in the run's order (as in assignments.csv)")
-    try:  # numbers sort as numbers ("10" after "9")
-        numeric = values.astype(np.float64)
-        names, ids = np.unique(numeric, return_inverse=True)
-        class_names = [f"{v:g}" for v in names]
-    except ValueError:
-        names, ids = np.unique(values.astype(str), return_inverse=True)
-        class_names = [str(v) for v in names]
-    return ids.astype(np.int64), class_names
+    ids, class_names = _labels_to_ids(values, f"--labels {path}")
+    return ids.numpy(), class_names
 
 
 def evaluate_run(run_dir: str | Path, device: str = "auto", *, dataset: str | None = None,

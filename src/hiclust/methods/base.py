@@ -148,6 +148,15 @@ def _label_ids(y: Any) -> tuple[torch.Tensor, list[str] | None]:
     return torch.from_numpy(ids.astype(np.int64)), [str(v) for v in names]
 
 
+def _column_names(X: Any) -> list[str] | None:
+    """The feature columns' names of a pandas DataFrame or a FeatureDataset read from a table."""
+    if hasattr(X, "columns") and hasattr(X, "to_numpy"):
+        return [str(c) for c in X.columns]
+    if hasattr(X, "feature_names") and hasattr(X, "features"):
+        return X.feature_names
+    return None
+
+
 def prepare_data(X: Any, y: Any = None) -> PreparedData:
     """Coerces the accepted input forms to :class:`PreparedData` and validates them.
 
@@ -165,11 +174,11 @@ def prepare_data(X: Any, y: Any = None) -> PreparedData:
 
     name = class_names = None
     labels = None
-    feature_names = [str(c) for c in X.columns] if hasattr(X, "columns") and hasattr(X, "to_numpy") else None
+    feature_names = _column_names(X)
     if isinstance(X, ImageDataset):
         x, labels, name, class_names = X.images, X.labels, X.name, X.class_names
     elif isinstance(X, FeatureDataset):  # e.g. load_dataset("features:table.csv"): its header names the columns
-        x, labels, name, class_names, feature_names = X.features, X.labels, X.name, X.class_names, X.feature_names
+        x, labels, name, class_names = X.features, X.labels, X.name, X.class_names
     else:
         x = _to_tensor(X)
     if y is not None:
@@ -863,9 +872,7 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
                 "pass X.reshape(1, -1) for a single sample"
             )
         fitted_names = getattr(self, "feature_names_in_", None)
-        given = [str(c) for c in X.columns] if hasattr(X, "columns") and hasattr(X, "to_numpy") else None
-        if given is None and hasattr(X, "feature_names") and hasattr(X, "features"):  # a FeatureDataset
-            given = X.feature_names
+        given = _column_names(X)
         if given is not None and fitted_names is not None and given != list(fitted_names):
             # Checked before the values: a table laid out like the training file (with its id or
             # label column) would otherwise fail on a non-numeric column, or on the shape.
