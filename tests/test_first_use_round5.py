@@ -204,3 +204,23 @@ def test_resuming_a_finished_run_with_the_estimators_own_epochs_says_so(tmp_path
     err = capsys.readouterr().err
     assert f"{run} is already trained to epoch 100, so there is nothing left to train" in err
     assert "train: resuming" not in err
+
+
+def test_hints_name_what_the_command_at_hand_takes(tmp_path, capsys):
+    """A data folder given as the run: no advice to train into it. A feature matrix given to
+    predict for an image run: no advice to use train's --dataset features:."""
+    (tmp_path / "photos").mkdir()
+    assert cli.main(["evaluate", str(tmp_path / "photos")]) == 2
+    err = capsys.readouterr().err
+    assert "is not a hiclust run directory" in err and "give the directory that 'hiclust train --out RUN_DIR' wrote" in err
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "imgs.npy", rng.integers(0, 256, (40, 8, 8), dtype=np.uint8))
+    run = tmp_path / "run"
+    assert cli.main(["train", "--dataset", f"npy:{tmp_path / 'imgs.npy'}", "--n-clusters", "2", "--epochs", "2",
+                     "--batch-size", "8", "--device", "cpu", "--out", str(run)]) == 0
+    np.save(tmp_path / "m.npy", rng.normal(size=(5, 3)))
+    capsys.readouterr()
+    assert cli.main(["predict", str(run), "--input", str(tmp_path / "m.npy"), "--out", str(tmp_path / "p.csv")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds a 2-D feature matrix, but the run's model was fitted on images" in err[0]
+    assert "--dataset" not in err[0] and not (tmp_path / "p.csv").exists()

@@ -408,7 +408,8 @@ def read_run_config(run_dir: str | Path) -> RunConfig:
     """The run's configuration, its data paths made absolute (see :func:`resolved_paths`)."""
     path = Path(run_dir) / RUN_FILE
     if not path.is_file():
-        raise RunDirError(f"{run_dir} is not a hiclust run directory (no {RUN_FILE}); train into it with 'hiclust train --out {run_dir}'")
+        raise RunDirError(f"{run_dir} is not a hiclust run directory (no {RUN_FILE}); give the directory that "
+                          "'hiclust train --out RUN_DIR' wrote (e.g. runs/NAME), not the data's")
     try:
         return resolved_paths(RunConfig.from_dict(_read_run_json(path)), run_dir)
     except RunDirError as e:

@@ -142,6 +142,13 @@ def load_prediction_input(path: str | Path, image_size: int | None = None, *, fe
     if p.suffix.lower() == ".npy":
         if not p.is_file():
             raise FileNotFoundError(f"--input {p}: no such file")
+        try:
+            ndim = np.load(p, mmap_mode="r", allow_pickle=False).ndim  # the header only
+        except ValueError:
+            ndim = None  # load_dataset says what is wrong with the file
+        if ndim == 2:  # predict's own words: the train-side hint (--dataset features:) does not apply here
+            raise ValueError(f"--input {p} holds a 2-D feature matrix, but the run's model was fitted on images; "
+                             "pass a folder of images or a .npy image array (N, H, W[, C]) / (N, C, H, W)")
         data = load_dataset(f"npy:{p}", split="all", image_size=image_size)
         return data, [str(i) for i in range(len(data))]
     if not p.exists():
