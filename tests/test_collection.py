@@ -379,7 +379,7 @@ def test_usage_errors_are_one_line_with_the_nearest_flag(tmp_path, capsys):
 
 def test_messages_a_new_user_met(tmp_path, capsys):
     """Fresh-eyes findings: a CSV column named like labels is announced as a feature; a command
-    without --strict does not offer it; a parameter left at its default is called 'default'."""
+    without --strict does not offer it; a parameter left at its default is called so."""
     import pandas as pd
 
     from hiclust.methods.base import _shown
@@ -397,7 +397,7 @@ def test_messages_a_new_user_met(tmp_path, capsys):
     hint = "skipped 1 unreadable image file(s) of 5 in d: d/x.png (broken) (pass strict=True to make this an error)"
     assert cli.one_line(hint).endswith("(pass --strict to make this an error)")
     assert cli.one_line(hint, strict_flag=False) == "skipped 1 unreadable image file(s) of 5 in d: d/x.png (broken)"
-    assert (_shown(None), _shown(0.01), _shown("mlp")) == ("default", "0.01", "'mlp'")
+    assert (_shown(None), _shown(0.01), _shown("mlp")) == ("left at its default", "0.01", "'mlp'")
     # a file where a folder is expected: said so, with the forms that read it; nothing written
     with pytest.raises(ValueError, match=r"m\.csv is a file, not a folder of images; for a feature matrix use "
                                          r"features:.*m\.csv"):

@@ -490,6 +490,7 @@ def test_loading_into_another_method_names_the_mismatch(trained):
         ({"depth": 3, "epochs": 8}, r"differs in depth \(checkpoint 2, now 3\)"),
         ({"projection_dim": 64}, r"differs in projection_dim \(checkpoint 128, now 64\)"),
         ({"backbone": "resnet18"}, r"differs in backbone \(checkpoint 'smallcnn', now 'resnet18'\)"),
+        ({"balance_weight": 0.5}, r"differs in balance_weight \(checkpoint left at its default, now 0.5\)"),
         ({"method": "cc"}, r"holds a CoHiClust checkpoint, not a ContrastiveClustering"),
     ],
 )

@@ -179,6 +179,21 @@ LABEL_LIKE_COLUMNS = ("label", "labels", "y", "target", "targets", "class", "cla
                       "cultivar", "truth", "ground_truth", "cluster")
 
 
+def _class_id_column(df: Any, feature_cols: list[str]) -> tuple[str, int, int] | None:
+    """The last or first feature column when it looks like class ids, else None: an integer
+    column whose values are exactly 0..k-1 or 1..k, with 2 <= k <= 50 and at least five rows per
+    value. Labels usually sit at one end of a table; a count column in the middle is left alone."""
+    n = len(df)
+    for col in dict.fromkeys((feature_cols[-1], feature_cols[0])) if feature_cols else ():
+        if df[col].dtype.kind not in "iu":
+            continue
+        values = np.unique(df[col].to_numpy())
+        k = values.size
+        if 2 <= k <= 50 and n >= 5 * k and values[0] in (0, 1) and values[-1] - values[0] == k - 1:
+            return col, int(values[0]), int(values[-1])
+    return None
+
+
 def _read_table(path: Path) -> Any:
     try:
         import pandas as pd
@@ -212,6 +227,13 @@ def _from_table(path: Path, label_column: str | None, id_column: str | None, nam
         if named and df[named[0]].dtype.kind in "iuf":  # a text column is refused below anyway
             warnings.warn(f"{path.name}: column {named[0]!r} is clustered as a feature; if it holds the classes, "
                           f"pass label_column={named[0]!r}", stacklevel=user_stacklevel())
+        elif not named:
+            id_like = _class_id_column(df, feature_cols)
+            if id_like is not None:
+                col, lo, hi = id_like
+                warnings.warn(f"{path.name}: column {col!r} holds only the integers {lo}..{hi}, like class ids, and is "
+                              f"clustered as a feature; if it holds the classes, pass label_column={col!r}",
+                              stacklevel=user_stacklevel())
     non_numeric = [c for c in feature_cols if df[c].dtype.kind not in "iuf"]
     if non_numeric:
         raise ValueError(

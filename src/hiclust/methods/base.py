@@ -229,8 +229,8 @@ def prepare_data(X: Any, y: Any = None) -> PreparedData:
 
 
 def _shown(value: Any) -> str:
-    """A parameter value in a message: None (the parameter left at its default) as 'default'."""
-    return "default" if value is None else repr(value)
+    """A parameter value in a message: None (the parameter left at its default) as 'left at its default'."""
+    return "left at its default" if value is None else repr(value)
 
 
 def format_duration(seconds: float) -> str:

@@ -1,0 +1,58 @@
+"""The sixth round of first-use fixes: a table whose first or last column holds class ids under
+an ordinary name is announced as a feature (as columns named 'label' already were)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hiclust import cli
+from hiclust.data import load_dataset
+
+
+def table(tmp_path, **extra) -> str:
+    rng = np.random.default_rng(0)
+    cols = {"a": rng.normal(size=30), "b": rng.normal(size=30), **extra}
+    path = tmp_path / "t.csv"
+    pd.DataFrame(cols).to_csv(path, index=False)
+    return f"features:{path}"
+
+
+def test_an_integer_id_column_at_either_end_is_announced_as_a_feature(tmp_path):
+    spec = table(tmp_path, group=np.arange(30) % 3 + 1)
+    with pytest.warns(UserWarning, match=r"t\.csv: column 'group' holds only the integers 1\.\.3, like class ids, "
+                                         r"and is clustered as a feature; if it holds the classes, "
+                                         r"pass label_column='group'"):
+        assert load_dataset(spec).feature_dim == 3
+    assert "pass --label-column 'group'" in cli.one_line("if it holds the classes, pass label_column='group'")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_dataset(spec, label_column="group").feature_dim == 2
+    first = tmp_path / "first.csv"  # the ids as the first column
+    pd.DataFrame({"kind_id": np.arange(30) % 2, "a": np.linspace(0, 1, 30)}).to_csv(first, index=False)
+    with pytest.warns(UserWarning, match=r"column 'kind_id' holds only the integers 0\.\.1"):
+        assert load_dataset(f"features:{first}").feature_dim == 2
+
+
+@pytest.mark.parametrize("values", [
+    np.arange(30) % 3 + 2,              # 2..4: not 0- or 1-based ids
+    (np.arange(30) % 3) * 2,            # 0, 2, 4: gaps
+    np.arange(30) % 10,                 # ten values over 30 rows: fewer than five rows per value
+    (np.arange(30) % 3).astype(float),  # floats: measured, not ids
+])
+def test_columns_unlike_class_ids_are_features_without_a_word(tmp_path, values):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_dataset(table(tmp_path, c=values)).feature_dim == 3
+
+
+def test_a_count_column_in_the_middle_is_left_alone(tmp_path):
+    rng = np.random.default_rng(1)
+    path = tmp_path / "m.csv"
+    pd.DataFrame({"a": rng.normal(size=30), "rooms": np.arange(30) % 3, "b": rng.normal(size=30)}).to_csv(path, index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_dataset(f"features:{path}").feature_dim == 3
