@@ -288,9 +288,16 @@ def test_bench_flat_table_with_seeds_and_bad_arguments(tmp_path, capsys):
     assert main(["bench", "--dataset", "digits", "--methods", "kmeans", "--seeds", "0,1", "--out", str(out)]) == 0
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert [r["seed"] for r in rows] == [0, 1]
+    # several seeds: one summary line per method (mean ± std, worst seed), then every run
     table = list(csv.DictReader((out / "table.csv").open()))
-    assert [r["seed"] for r in table] == ["0", "1"]
-    assert "| k-means (seed 0) |" in (out / "table.md").read_text()
+    assert [(r["method"], r["n_seeds"], r["seeds"]) for r in table] == [("kmeans", "2", "0 1")]
+    accs = [r["acc"] for r in rows]
+    assert float(table[0]["acc_mean"]) == pytest.approx(np.mean(accs), abs=1e-5)
+    assert float(table[0]["acc_std"]) == pytest.approx(np.std(accs, ddof=1), abs=1e-5)
+    assert int(table[0]["worst_seed"]) == rows[int(np.argmin(accs))]["seed"]
+    md = (out / "table.md").read_text()
+    assert f"| k-means | {np.mean([r['nmi'] for r in rows]):.3f} ± " in md
+    assert "| k-means (seed 0) |" in md and "| k-means (seed 1) |" in md and "Incomplete" not in md
     capsys.readouterr()
     assert main(["bench", "--dataset", "digits", "--seeds", "0,x", "--out", str(out)]) == 2
     assert "--seeds" in capsys.readouterr().err

@@ -37,6 +37,7 @@ import json
 import os
 import platform
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ __all__ = [
     "PUBLISHED_HIERARCHICAL", "format_markdown", "summarize_seeds", "format_hierarchical_markdown",
     "format_hierarchical_csv", "with_epochs", "check_bench_out", "BENCH_FILES", "ABLATION_METHODS",
     "ABLATION_NAMES", "PUBLISHED_ABLATION", "ablation_params", "format_ablation_markdown", "format_ablation_csv",
+    "format_seeds_markdown", "format_seeds_csv",
 ]
 
 DISPLAY_NAMES: dict[str, str] = {
@@ -317,7 +319,9 @@ def _run_one(name: str, data: Any, n_clusters: int, *, seed: int, device: str, v
         else:
             result = agglomerative(ae.transform(data), n_clusters, linkage="ward")
             labels, hierarchy = result.labels, result.hierarchy
-        record.update(seconds=time.perf_counter() - started + ae_seconds, pretrain_seconds=ae_seconds, preset=preset)
+        record.update(seconds=time.perf_counter() - started + ae_seconds, pretrain_seconds=ae_seconds, preset=preset,
+                      params={"n_clusters": n_clusters, "random_state": seed,
+                              "autoencoder": {k: v for k, v in ae.get_params().items() if k != "verbose"}})
     elif name in METHODS or name in VARIANTS or name in POST_HOC:
         model, info = _train_estimator(name, data, n_clusters, seed=seed, device=device, verbose=verbose,
                                        overrides=overrides, out=out, cache=cache,
@@ -351,6 +355,9 @@ def _run_one(name: str, data: Any, n_clusters: int, *, seed: int, device: str, v
         result = run_baseline(name, data, n_clusters, random_state=seed, feature_params=feature_params)
         labels, hierarchy = result.labels, result.hierarchy
         record["seconds"] = result.seconds
+        # What reproduces the row: the baseline's seed, and the feature learner's parameters.
+        record["params"] = {"n_clusters": n_clusters, "random_state": seed,
+                            **({"features": feature_params} if feature_params is not None else {})}
         record.update({k: v for k, v in result.extra.items() if isinstance(v, (int, float))})
     else:
         raise ValueError(f"unknown method {name!r} for bench; choose from {', '.join(_known_methods())}")
@@ -428,6 +435,104 @@ def _estimator_params(name: str, dataset: str, n_clusters: int, *, seed: int, de
     return estimator, params, preset
 
 
+def _row_params(name: str, dataset: str, n_clusters: int, *, seed: int, device: str, verbose: bool,
+                overrides: dict[str, dict[str, Any]], epochs: int | None = None,
+                share_autoencoder: bool = True) -> tuple[str, dict[str, Any], str | None]:
+    """:func:`_estimator_params`, and for IDEC starting from the shared autoencoder the
+    pre-training parameters set with ``--set dec.X`` (the help's "dec.X to the shared
+    autoencoder"), unless ``--set idec.X`` sets them itself."""
+    estimator, params, preset = _estimator_params(name, dataset, n_clusters, seed=seed, device=device,
+                                                  verbose=verbose, overrides=overrides, epochs=epochs)
+    if estimator == "idec" and share_autoencoder:
+        own = {**overrides.get("idec", {}), **overrides.get(name, {})}
+        params.update({k: v for k, v in overrides.get("dec", {}).items() if k in _PRETRAINING_PARAMS and k not in own})
+    return estimator, params, preset
+
+
+def _override_targets(name: str, share_autoencoder: bool) -> set[str]:
+    """The ``--set`` prefixes bench row ``name`` reads (empty for a baseline without settings)."""
+    from hiclust.baselines import FEATURE_BASELINES
+    from hiclust.methods import METHODS
+
+    if name in AE_ROWS and (share_autoencoder or name == "ae_bisecting"):
+        return {"dec"}
+    if name in FEATURE_BASELINES:
+        return {"dec" if FEATURE_BASELINES[name][0] == "autoencoder" else "simclr"}
+    if name in METHODS or name in VARIANTS or name in POST_HOC:
+        estimator = VARIANTS[name][0] if name in VARIANTS else POST_HOC.get(name, name)
+        shared = {"dec"} if estimator in ("dec", "idec") and share_autoencoder else set()
+        return {estimator, name} | shared
+    return set()
+
+
+def _check_overrides(overrides: dict[str, dict[str, Any]], methods: list[str], share_autoencoder: bool) -> None:
+    """Refuses ``--set`` keys that no row of this bench reads (a typo, a method not run, or a
+    baseline without settings), naming what would read them."""
+    targets: set[str] = set()
+    for name in methods:
+        targets |= _override_targets(name, share_autoencoder)
+    for key, params in overrides.items():
+        if key in targets:
+            continue
+        items = ", ".join(f"{key}.{p}={v}" for p, v in params.items())
+        if key in _known_methods() and not _override_targets(key, share_autoencoder):
+            why = f"{key} is a baseline without settable parameters"
+        elif key in _known_methods() or key in ("simclr", "dec"):
+            why = f"no row of this bench uses {key} (--methods {','.join(methods)})"
+        else:
+            why = f"there is no method {key!r}"
+        raise ValueError(f"--set {items}: {why}; --set applies here to: {', '.join(sorted(targets)) or 'nothing'}")
+
+
+def _preflight(methods: list[str], data: Any, n_clusters: int, *, seed: int, device: str,
+               overrides: dict[str, dict[str, Any]], epochs: int | None, share_autoencoder: bool,
+               table: str) -> None:
+    """Checks every row's parameters against the data before anything is written or trained:
+    a bad ``--set`` value or an ``--epochs`` too small for a row fails here, in one message
+    naming the row, not after an hour of other rows."""
+    from hiclust.baselines import FEATURE_BASELINES
+    from hiclust.methods import METHODS, make_estimator
+
+    _check_overrides(overrides, methods, share_autoencoder)
+    hint = "(bench: --epochs N sets the training epochs, --set {est}.PARAM=VALUE any other parameter)"
+
+    def check(row: str, estimator: str, params: dict[str, Any]) -> None:
+        try:
+            make_estimator(estimator, params).check_params(data)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{row}: {str(e).splitlines()[0]} {hint.format(est=estimator)}") from None
+
+    needs_ae = any(m in AE_ROWS or (share_autoencoder and m in ("dec", "idec", "idec_complete")) for m in methods)
+    if needs_ae:
+        dec_params, _ = resolve_preset("dec", data.name)
+        dec_params = {"n_clusters": n_clusters, **dec_params, **overrides.get("dec", {}), "seed": seed,
+                      "device": device, "verbose": False, "epochs": 0}
+        dec_params.pop("pretrained", None)
+        check("the shared autoencoder", "dec", dec_params)
+    for name in methods:
+        if name in METHODS or name in VARIANTS or name in POST_HOC:
+            estimator, params, _ = _row_params(name, data.name, n_clusters, seed=seed, device=device, verbose=False,
+                                               overrides=overrides, epochs=epochs, share_autoencoder=share_autoencoder)
+            check(name, estimator, params)
+        elif name in FEATURE_BASELINES and not (name in AE_ROWS and share_autoencoder):
+            params, _ = _feature_params(name, data.name, device=device, verbose=False, overrides=overrides,
+                                        epochs=epochs)
+            learner = "dec" if FEATURE_BASELINES[name][0] == "autoencoder" else "simclr"
+            check(name, learner, {"n_clusters": n_clusters, **params, "seed": seed})
+    if table == "ablation":
+        full = _estimator_params("cohiclust", data.name, n_clusters, seed=seed, device=device, verbose=False,
+                                 overrides=overrides, epochs=epochs)[1]
+        if not full.get("pretrain_epochs"):
+            import math
+
+            depth = full.get("depth") or max(1, math.ceil(math.log2(n_clusters)))
+            n_prune = 2 ** int(depth) - n_clusters
+            raise ValueError(
+                f"--epochs {full.get('epochs')} leaves the full CoHiClust row no pre-training (its {n_prune} prunings, "
+                "one per epoch, need the epochs after it), so it would be the row 'w/o pre-training' again; "
+                f"use --epochs {n_prune + 2} or more")
+
+
 def ablation_params(dataset: str, n_clusters: int, *, seed: int = 0, device: str = "cpu",
                     epochs: int | None = None,
                     overrides: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
@@ -462,15 +567,21 @@ def _train_estimator(name: str, data: Any, n_clusters: int, *, seed: int, device
     """
     from hiclust.methods import make_estimator
 
-    estimator, params, preset = _estimator_params(name, data.name, n_clusters, seed=seed, device=device,
-                                                  verbose=verbose, overrides=overrides, epochs=epochs)
+    estimator, params, preset = _row_params(name, data.name, n_clusters, seed=seed, device=device, verbose=verbose,
+                                            overrides=overrides, epochs=epochs, share_autoencoder=share_autoencoder)
     pretrain_seconds = 0.0
+    own_autoencoder: list[str] = []
     if estimator in ("dec", "idec") and share_autoencoder and params.get("pretrained") is None:
         ae, ae_seconds, ae_path, _ = _shared_autoencoder(data, n_clusters, out, cache, **ae_kw)
         mine, theirs = make_estimator(estimator, params)._config(), ae._config()
-        if all(mine[k] == theirs[k] for k in _PRETRAINING_PARAMS):
+        own_autoencoder = [f"{k} {mine[k]!r} (shared: {theirs[k]!r})" for k in _PRETRAINING_PARAMS
+                           if mine[k] != theirs[k]]
+        if not own_autoencoder:
             params["pretrained"] = str(ae_path)
             pretrain_seconds = ae_seconds
+        else:  # said, not silent: the table then compares autoencoders trained differently
+            print(f"note: {name} pre-trains its own autoencoder, its settings differ from the shared one's in "
+                  f"{', '.join(own_autoencoder)}; --set {estimator}.PARAM=VALUE to match them", flush=True)
     key = "model:" + json.dumps([estimator, params], sort_keys=True, default=str)
     if key in cache:
         model, seconds = cache[key]
@@ -489,6 +600,8 @@ def _train_estimator(name: str, data: Any, n_clusters: int, *, seed: int, device
         info["pretrain_seconds"] = pretrain_seconds
     if reused:
         info["reused_model"] = True
+    if own_autoencoder:
+        info["own_autoencoder"] = own_autoencoder
     info["preset"] = preset
     info["params"] = {k: v for k, v in params.items() if k not in ("verbose",)}
     return model, info
@@ -522,7 +635,8 @@ def summarize_seeds(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
     Each summary: method, name, dataset, seeds (sorted), n_seeds, and for each of dp, nmi, acc,
     ari, leaf_purity, seconds: ``<key>_mean`` and ``<key>_std`` (sample standard deviation,
-    ddof = 1; None for one value) over the records where the key is not None (both None if none).
+    ddof = 1; None for one value) over the records where the key is not None (both None if none),
+    and ``<key>_n``, the number of those records.
     """
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
@@ -536,14 +650,72 @@ def summarize_seeds(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             values = np.array([r[key] for r in recs if r.get(key) is not None], dtype=np.float64)
             summary[f"{key}_mean"] = float(values.mean()) if values.size else None
             summary[f"{key}_std"] = float(values.std(ddof=1)) if values.size > 1 else None
+            summary[f"{key}_n"] = int(values.size)  # seeds with a value (a collapsed run may have no DP)
         out.append(summary)
     return out
 
 
-def _mean_std(mean: float | None, std: float | None, digits: int) -> str:
+def _mean_std(mean: float | None, std: float | None, digits: int, n: int | None = None,
+              of: int | None = None) -> str:
+    """"mean ± std" ("mean" for one value, "–" for none), with "(n of m seeds)" when only ``n``
+    of the ``of`` seeds have a value: a mean that leaves a seed out says so."""
     if mean is None:
         return "–"
-    return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
+    text = f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
+    return text if n is None or of is None or n >= of else f"{text} ({n} of {of} seeds)"
+
+
+def _cell(m: dict[str, Any], key: str, digits: int = 3) -> str:
+    """The summary cell of ``key`` for method summary ``m`` (:func:`summarize_seeds`)."""
+    return _mean_std(m[f"{key}_mean"], m[f"{key}_std"], digits, m.get(f"{key}_n"), m["n_seeds"])
+
+
+def format_seeds_markdown(rows: list[dict[str, Any]], title: str = "") -> str:
+    """The flat table over several seeds: one row per method,
+
+    Method | NMI | ACC | ARI | DP | Time (s) | Worst seed (NMI / ACC / ARI)
+
+    cells "mean ± std" over its seeds (:func:`summarize_seeds`), the worst seed the one with the
+    lowest ACC; then every run, one row per method and seed."""
+    worst = _worst_seeds(rows)
+    out = io.StringIO()
+    if title:
+        out.write(f"{title}\n\n")
+    out.write("| Method | NMI | ACC | ARI | DP | Time (s) | Worst seed (NMI / ACC / ARI) |\n"
+              "| --- | --- | --- | --- | --- | --- | --- |\n")
+    for m in summarize_seeds(rows):
+        cells = [_md_name(m["name"])] + [_cell(m, k) for k in ("nmi", "acc", "ari", "dp")] + [_cell(m, "seconds", 1)]
+        w = worst.get(m["method"])
+        cells.append("–" if w is None else f"seed {w['seed']}: " + " / ".join(
+            "–" if w.get(k) is None else f"{w[k]:.3f}" for k in ("nmi", "acc", "ari")))
+        out.write("| " + " | ".join(cells) + " |\n")
+    out.write("\nmean ± sample standard deviation (ddof = 1) over the seeds; worst seed = the seed with the lowest "
+              "ACC; DP only for methods with a tree.\n\nEvery run:\n\n")
+    out.write(format_markdown([{**r, "name": f"{r['name']} (seed {r['seed']})"} for r in rows]))
+    return out.getvalue()
+
+
+def format_seeds_csv(rows: list[dict[str, Any]]) -> str:
+    """CSV of :func:`format_seeds_markdown`'s summary: per method ``<key>_mean``, ``<key>_std``
+    (empty for one seed), ``<key>_n`` and the worst seed's NMI / ACC / ARI (every run is in
+    results.jsonl)."""
+    worst = _worst_seeds(rows)
+    keys = ("nmi", "acc", "ari", "dp", "seconds")
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    header = ["dataset", "method", "name", "n_seeds", "seeds"]
+    for k in keys:
+        header += [f"{k}_mean", f"{k}_std", f"{k}_n"]
+    writer.writerow(header + ["worst_seed", "worst_nmi", "worst_acc", "worst_ari"])
+    for m in summarize_seeds(rows):
+        line = [m["dataset"], m["method"], m["name"], m["n_seeds"], " ".join(str(x) for x in m["seeds"])]
+        for k in keys:
+            line += ["" if m[f"{k}_{x}"] is None else f"{m[f'{k}_{x}']:.6g}" for x in ("mean", "std")] + [m[f"{k}_n"]]
+        w = worst.get(m["method"])
+        line += [""] * 4 if w is None else [w["seed"]] + [
+            "" if w.get(k) is None else f"{w[k]:.6g}" for k in ("nmi", "acc", "ari")]
+        writer.writerow(line)
+    return buf.getvalue()
 
 
 def format_hierarchical_markdown(rows: list[dict[str, Any]], dataset: str, title: str = "") -> str:
@@ -564,8 +736,8 @@ def format_hierarchical_markdown(rows: list[dict[str, Any]], dataset: str, title
               "| --- | --- | --- | --- | --- | --- | --- | --- |\n")
     for m in summaries:
         cells = [_md_name(m["name"])]
-        cells += [_mean_std(m[f"{k}_mean"], m[f"{k}_std"], 3) for k in ("dp", "nmi", "acc")]
-        cells.append(_mean_std(m["seconds_mean"], m["seconds_std"], 1))
+        cells += [_cell(m, k) for k in ("dp", "nmi", "acc")]
+        cells.append(_cell(m, "seconds", 1))
         paper = published.get(m["method"])
         cells += ["–"] * 3 if paper is None else [f"{v:.2f}" for v in paper]
         out.write("| " + " | ".join(cells) + " |\n")
@@ -648,8 +820,8 @@ def format_ablation_markdown(rows: list[dict[str, Any]], dataset: str, title: st
               "| ARI (paper) |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
     for m in summarize_seeds(rows):
         cells = [_md_name(ABLATION_NAMES.get(m["method"], m["name"]))]
-        cells += [_mean_std(m[f"{k}_mean"], m[f"{k}_std"], 3) for k in ("nmi", "acc", "ari", "dp")]
-        cells.append(_mean_std(m["seconds_mean"], m["seconds_std"], 1))
+        cells += [_cell(m, k) for k in ("nmi", "acc", "ari", "dp")]
+        cells.append(_cell(m, "seconds", 1))
         w = worst.get(m["method"])
         cells.append("–" if w is None else f"seed {w['seed']}: " + " / ".join(
             "–" if w.get(k) is None else f"{w[k]:.3f}" for k in ("nmi", "acc", "ari")))
@@ -709,16 +881,17 @@ def _write_tables(out: Path, rows: list[dict[str, Any]], title: str, *, table: s
         atomic_write_text(out / "table.md", format_ablation_markdown(rows, dataset, title))
         atomic_write_text(out / "table.csv", format_ablation_csv(rows, dataset))
         return
-    shown = [{**r, "name": f"{r['name']} (seed {r['seed']})"} for r in rows] if several_seeds else rows
-    atomic_write_text(out / "table.md", format_markdown(shown, title))
+    if several_seeds:
+        atomic_write_text(out / "table.md", format_seeds_markdown(rows, title))
+        atomic_write_text(out / "table.csv", format_seeds_csv(rows))
+        return
+    atomic_write_text(out / "table.md", format_markdown(rows, title))
     buf = io.StringIO()
     writer = csv.writer(buf)
-    header = ["dataset", "method", "name", "nmi", "acc", "ari", "dp", "seconds"]
-    writer.writerow(header + (["seed"] if several_seeds else []))
+    writer.writerow(["dataset", "method", "name", "nmi", "acc", "ari", "dp", "seconds"])
     for r in rows:
         writer.writerow([r["dataset"], r["method"], r["name"]] + [
-            "" if r.get(k) is None else f"{r[k]:.6g}" for k in ("nmi", "acc", "ari", "dp", "seconds")]
-            + ([r["seed"]] if several_seeds else []))
+            "" if r.get(k) is None else f"{r[k]:.6g}" for k in ("nmi", "acc", "ari", "dp", "seconds")])
     atomic_write_text(out / "table.csv", buf.getvalue())
 
 
@@ -804,7 +977,8 @@ def run_bench(
     ``DEFAULT_METHODS`` for ``table="flat"``, ``HIERARCHICAL_METHODS`` for ``"hierarchical"``;
     ``"ablation"`` always runs ``ABLATION_METHODS`` and refuses any ``methods`` list (ValueError).
     ``seeds``: every method runs once per seed (seed-major order); default ``[seed]``.
-    ``table``: "flat" (one row per record: Method | NMI | ACC | ARI | DP | Time (s)) or
+    ``table``: "flat" (Method | NMI | ACC | ARI | DP | Time (s), one row per method; with several
+    seeds "mean ± std" and the worst seed, then every run, see :func:`format_seeds_markdown`) or
     "hierarchical" (one row per method, mean ± std over the seeds beside the published numbers,
     see :func:`format_hierarchical_markdown`) or "ablation" (the CoHiClust paper's loss and
     pre-training ablation, see :data:`ABLATION_METHODS` and :func:`format_ablation_markdown`).
@@ -817,8 +991,11 @@ def run_bench(
     ``epochs``: the training epochs of every deep method (``bench --epochs``; see
     :func:`with_epochs`), before the ``overrides``.
 
-    Each record is appended to results.jsonl and the tables are rewritten as soon as it is
-    finished, so a killed run keeps its finished rows. An ``out`` that already holds results of an
+    Every row's parameters are checked against the data first (:func:`_preflight`): a bad
+    ``--set`` (unknown method, a method not run, an invalid value) or an ``epochs`` too small for a
+    row is refused before ``out`` is created. Each record is appended to results.jsonl and the
+    tables are rewritten as soon as it is finished, so a killed run keeps its finished rows (the
+    table's title says it is incomplete until the last run). An ``out`` that already holds results of an
     earlier bench (results.jsonl, table.md, table.csv, autoencoder*.pt) is refused before anything
     is written: a bench never appends to or replaces earlier results.
 
@@ -858,6 +1035,8 @@ def run_bench(
         raise ValueError(f"dataset {dataset!r} has no labels; the benchmark needs ground-truth classes")
     n_clusters = int(np.unique(data.labels.numpy()).size)
     overrides = {canonical_method(k): v for k, v in (overrides or {}).items()}
+    _preflight(methods, data, n_clusters, seed=seeds[0], device=device, overrides=overrides, epochs=epochs,
+               share_autoencoder=share_autoencoder, table=table)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     machine = f"{platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}"
@@ -870,22 +1049,33 @@ def run_bench(
                  f"and are evaluated on the same images ({images}, split={split}).")
     else:
         title = (f"**{dataset}** ({len(data)} images, {n_clusters} classes, split={split}: trained and evaluated on "
-                 f"the same images), {seed_text}, device {device} ({machine})")
+                 f"the same images), {seed_text}, device {_device_description(device)} ({machine})")
     rows: list[dict[str, Any]] = []
+    total = len(seeds) * len(methods)
     for s in seeds:
         cache: dict[str, Any] = {}  # the shared autoencoder and reusable models of this seed
         ae_filename = f"autoencoder_seed{s}.pt" if several else "autoencoder.pt"
         for name in methods:
-            record = _run_one(name, data, n_clusters, seed=s, device=device, verbose=verbose, overrides=overrides,
-                              out=out, cache=cache, share_autoencoder=share_autoencoder, ae_filename=ae_filename,
-                              epochs=epochs)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                record = _run_one(name, data, n_clusters, seed=s, device=device, verbose=verbose,
+                                  overrides=overrides, out=out, cache=cache, share_autoencoder=share_autoencoder,
+                                  ae_filename=ae_filename, epochs=epochs)
+            for w in caught:  # said again with the row and seed they belong to
+                warnings.warn(f"{name}{f' (seed {s})' if several else ''}: {w.message}", w.category, stacklevel=2)
             record.update(dataset=dataset, n_samples=len(data), split=split, seed=s)
             if table == "ablation":
                 record["name"] = ABLATION_NAMES[name]
             rows.append(record)
             with open(out / "results.jsonl", "a") as f:
                 f.write(json.dumps(record, default=str) + "\n")
-            _write_tables(out, rows, title, table=table, dataset=dataset, several_seeds=several)
+            # Until the last row, the title says the table is incomplete: a killed bench leaves
+            # a table that cannot pass for a finished one.
+            pending = total - len(rows)
+            shown_title = title if not pending else (
+                f"{title}\n\n**Incomplete: {len(rows)} of {total} runs finished** (the bench was still running or "
+                "was stopped; results.jsonl has every finished run)")
+            _write_tables(out, rows, shown_title, table=table, dataset=dataset, several_seeds=several)
             shown = "  ".join(f"{k.upper()}={record[k]:.3f}" for k in ("nmi", "acc", "ari", "dp")
                               if record.get(k) is not None)
             tag = f" [seed {s}]" if several else ""
@@ -895,9 +1085,13 @@ def run_bench(
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.seed is not None and args.seeds is not None:
+        raise ValueError(f"give --seed or --seeds, not both (--seed {args.seed} --seeds {args.seeds}); "
+                         f"--seeds {args.seeds},{args.seed} runs them all")
+    seed = 0 if args.seed is None else args.seed
     run_bench(
         args.dataset, None if args.methods is None else args.methods.split(","), args.out, root=args.root,
-        split=args.split, seed=args.seed, seeds=_parse_seeds(args.seeds, args.seed), table=args.table,
+        split=args.split, seed=seed, seeds=_parse_seeds(args.seeds, seed), table=args.table,
         device=args.device, verbose=args.verbose, overrides=_parse_overrides(args.set or []), threads=args.threads,
         share_autoencoder=not args.separate_autoencoders, epochs=args.epochs,
     )
@@ -915,7 +1109,8 @@ def register(subparsers: Any) -> None:
                         "idec_complete, ae_bisecting, cc_l2h (or cc+l2h), cohiloss, cohiloss_r1, "
                         "cohiclust_no_pretrain. Refused with --table ablation, whose rows are fixed")
     p.add_argument("--table", choices=TABLES, default="flat",
-                   help="flat: one row per method and seed (NMI, ACC, ARI, DP, time); hierarchical: the CoHiClust "
+                   help="flat: one row per method (NMI, ACC, ARI, DP, time; with --seeds mean ± std, the worst seed, "
+                        "then every run); hierarchical: the CoHiClust "
                         "paper's hierarchical table (DP, NMI, ACC, time as mean ± std over --seeds, beside the "
                         "published numbers); ablation: the CoHiClust paper's ablation (CoHiLoss alone, + R1, "
                         "+ R1 + R2 = CoHiClust, CoHiClust w/o pre-training, SimCLR features + agglomerative; NMI, "
@@ -930,14 +1125,16 @@ def register(subparsers: Any) -> None:
     from hiclust.cli import add_streaming_flags
 
     add_streaming_flags(p)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=None, help="the one seed of every method (default 0)")
     p.add_argument("--seeds", default=None, metavar="S1,S2,...",
-                   help="run every method once per seed, e.g. 0,1,2 (default: --seed only)")
+                   help="run every method once per seed, e.g. 0,1,2 (instead of --seed); the tables give mean ± std "
+                        "and the worst seed of each method")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--epochs", type=int, default=None, metavar="N",
                    help="training epochs of every deep method, instead of each preset's (CoHiClust's pre-training "
-                        "keeps its share; autoencoder pre-training is unchanged; --set METHOD.epochs=N wins)")
+                        "keeps its share, lowered where its prunings, one per epoch, need the epochs after it; "
+                        "autoencoder pre-training is unchanged; --set METHOD.epochs=N wins)")
     p.add_argument("--set", action="append", metavar="METHOD.PARAM=VALUE",
                    help="override a preset parameter, e.g. --set cc.epochs=20 (repeatable; --set idec.X also "
                         "applies to idec_complete, cc.X to cc_l2h, dec.X to the shared autoencoder)")
