@@ -2,7 +2,9 @@
 same network and batch: the authors' (the two views through the network one after the other, NCHW
 weights), hiclust's before channels-last (both views stacked into one 2B batch, NCHW) and hiclust's
 now (stacked, channels-last convolution weights, as ``CoHiClust`` places its model on the CPU);
-with ``--compile`` also the stacked layouts under ``torch.compile``.
+with ``--compile`` also the stacked layouts under ``torch.compile``; with ``--bf16`` also the
+channels-last layout under bfloat16 autocast (``precision="bfloat16"``; only on a CPU with bfloat16
+instructions) and the authors' layout under it.
 Prints one JSON line per layout and round (median wall and CPU seconds per step).
 
     python benchmarks/bench_step.py --backbone resnet18 --channels 3 --size 32 --batch-size 128 --threads 2
@@ -31,6 +33,7 @@ from hiclust.nn import BACKBONES
 
 LAYOUTS = ("authors_split_nchw", "stacked_nchw", "stacked_channels_last")
 COMPILED = ("stacked_nchw_compiled", "stacked_channels_last_compiled")
+BF16 = ("authors_split_nchw_bf16", "stacked_channels_last_bf16")
 
 
 def make_step(layout: str, backbone: str, channels: int, size: int, batch: int, depth: int):
@@ -46,18 +49,33 @@ def make_step(layout: str, backbone: str, channels: int, size: int, batch: int, 
     xa, xb = torch.rand(batch, channels, size, size, generator=gen), torch.rand(batch, channels, size, size, generator=gen)
 
     def step() -> None:
-        if layout.startswith("authors"):
-            _, za, da = forward(xa)
-            _, zb, db = forward(xb)
-        else:
-            _, z, d = forward(torch.cat((xa, xb)))
-            za, zb, da, db = z[:batch], z[batch:], d[:batch], d[batch:]
-        loss = crit(za, zb, da, db, mask)["loss"]
+        # As CoHiClust's training step: the forward under autocast, the loss on float32 outputs.
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=layout.endswith("bf16")):
+            if layout.startswith("authors"):
+                _, za, da = forward(xa)
+                _, zb, db = forward(xb)
+            else:
+                _, z, d = forward(torch.cat((xa, xb)))
+                za, zb, da, db = z[:batch], z[batch:], d[:batch], d[batch:]
+        loss = crit(za.float(), zb.float(), da.float(), db.float(), mask)["loss"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
     return step
+
+
+def cpu_model() -> str:
+    """lscpu's family/model numbers and AVX-512 BF16 support (the 'AMD EPYC' name hides the generation)."""
+    try:
+        info = open("/proc/cpuinfo").read()
+    except OSError:
+        return ""
+    pairs = (line.split(":", 1) for line in info.split("\n\n")[0].splitlines() if ":" in line)
+    fields = {k.strip(): v for k, v in pairs}
+    get = lambda k: fields.get(k, "").strip()  # noqa: E731
+    return f"{get('model name')} family {get('cpu family')} model {get('model')}" + (
+        " avx512_bf16" if "avx512_bf16" in get("flags").split() else "")
 
 
 def main() -> None:
@@ -73,13 +91,20 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--compile", action="store_true",
                    help="also the stacked layouts under torch.compile (inductor; its compilation is in the warm-up)")
+    p.add_argument("--bf16", action="store_true",
+                   help="also the authors' and the channels-last layouts under bfloat16 autocast")
     args = p.parse_args()
+    if args.bf16:
+        from hiclust.methods.base import cpu_has_bf16
+
+        if not cpu_has_bf16():
+            raise SystemExit("--bf16: this CPU has no bfloat16 instructions (AVX-512 BF16 or AMX)")
     if args.threads:
         torch.set_num_threads(args.threads)
-    machine = {"nproc": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
+    machine = {"nproc": os.cpu_count(), "cpu": platform.processor() or platform.machine(), "cpu_model": cpu_model(),
                "threads": torch.get_num_threads(), "torch": torch.__version__}
     for r in range(args.rounds):
-        for layout in LAYOUTS + (COMPILED if args.compile else ()):
+        for layout in LAYOUTS + (COMPILED if args.compile else ()) + (BF16 if args.bf16 else ()):
             step = make_step(layout, args.backbone, args.channels, args.size, args.batch_size, args.depth)
             for _ in range(args.warmup):
                 step()

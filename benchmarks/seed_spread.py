@@ -15,6 +15,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_step import cpu_model  # this folder is on sys.path when run as a script
+
+
+def _value(text: str) -> int | float | str:
+    """A --set value: an int, a float, else the text itself."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def main() -> None:
@@ -25,7 +36,8 @@ def main() -> None:
     p.add_argument("--root", default=None, help="data root for presets that need one")
     p.add_argument("--out", default=None, help="also append the lines to this file")
     p.add_argument("--set", action="append", default=[], metavar="PARAM=VALUE",
-                   help="override a preset parameter (an int or float value), e.g. --set prune_start=95")
+                   help="override a preset parameter (an int, a float or a word), e.g. --set prune_start=95, "
+                        "--set precision=bfloat16")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -35,7 +47,7 @@ def main() -> None:
     from hiclust.runs import load_config_file
 
     preset = load_config_file(args.config)
-    overrides = {k: (float(v) if "." in v else int(v)) for k, v in (item.split("=", 1) for item in args.set)}
+    overrides = {k: _value(v) for k, v in (item.split("=", 1) for item in args.set)}
     data = load_dataset(preset["dataset"], root=args.root, split=preset.get("split", "all"))
     y = data.labels.numpy()
     for seed in (int(s) for s in args.seeds.split(",")):
@@ -54,7 +66,7 @@ def main() -> None:
                 "leaf_sizes": np.bincount(model.labels_, minlength=model.n_clusters).tolist(),
                 "tree_draw": getattr(model, "tree_draw_", None),
                 "tree_draw_masses": getattr(model, "tree_draw_masses_", None),
-                "nproc": os.cpu_count(), "threads": torch.get_num_threads()}
+                "nproc": os.cpu_count(), "cpu_model": cpu_model(), "threads": torch.get_num_threads()}
         text = json.dumps(line)
         print(text, flush=True)
         if args.out:

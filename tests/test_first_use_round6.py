@@ -56,3 +56,50 @@ def test_a_count_column_in_the_middle_is_left_alone(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert load_dataset(f"features:{path}").feature_dim == 3
+
+
+def test_metrics_take_class_names_as_scikit_learn_does():
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    from hiclust.metrics import dendrogram_purity, evaluate
+
+    names = ["cat", "cat", "dog", "dog", "eel", "eel"]
+    pred = [0, 0, 1, 1, 1, 2]
+    by_name, by_id = evaluate(names, pred), evaluate([0, 0, 1, 1, 2, 2], pred)
+    assert by_name == by_id
+    assert by_name["nmi"] == pytest.approx(normalized_mutual_info_score(names, pred))
+    assert by_name["ari"] == pytest.approx(adjusted_rand_score(names, pred))
+    assert evaluate(pd.Series(names), pred) == by_id
+    z = np.array([[0, 1, 1.0, 2], [2, 3, 2.0, 3]])  # clusters 0 and 1 first, then 2
+    assert dendrogram_purity(names, z, leaf_of=pred) == dendrogram_purity([0, 0, 1, 1, 2, 2], z, leaf_of=pred)
+    with pytest.raises(TypeError, match="mixes label types"):
+        evaluate(np.array(["a", 1, "b", 2, "c", 3], dtype=object), pred)
+
+
+def test_l2h_given_probabilities_instead_of_logits_says_so():
+    from hiclust.hierarchy import Hierarchy
+
+    p = np.random.default_rng(0).dirichlet(np.ones(5), size=40)
+    with pytest.warns(UserWarning, match=r"look like probabilities .* pass np\.log\(probabilities\)"):
+        Hierarchy.from_logits(p)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert Hierarchy.from_logits(np.log(p)).n_leaves == 5
+
+
+def test_deepect_with_too_few_epochs_for_its_clusters_says_so_not_empty_clusters():
+    from hiclust import DeepECT, EmptyClusterWarning
+
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(6, 8)) * 5)[np.arange(120) % 6] + rng.normal(size=(120, 8))
+    model = DeepECT(n_clusters=6, max_leaves=6, grow_interval=2, pretrain_epochs=1, epochs=2, batch_size=32,
+                    hidden_dims=(16,), embedding_dim=4, device="cpu", verbose=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(x.astype(np.float32))
+    said = [str(w.message) for w in caught]
+    grown = model.hierarchy_.n_leaves
+    assert grown < 6 and np.unique(model.labels_).size <= grown
+    assert any(f"the tree grew only {grown} leaves, fewer than n_clusters=6" in m and "raise epochs to at least 8" in m
+               for m in said)
+    assert not [w for w in caught if issubclass(w.category, EmptyClusterWarning)]

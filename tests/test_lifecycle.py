@@ -88,8 +88,8 @@ def test_predict_and_friends_are_written_once_in_the_base():
 
 
 def test_resume_free_parameters_come_from_the_declarations():
-    assert hiclust.CoHiClust._resume_free == {"epochs", "eval_every", "verbose"}
-    assert hiclust.CoHiClust(lr_schedule="cosine")._resume_free_params() == {"eval_every", "verbose"}
+    assert hiclust.CoHiClust._resume_free == {"epochs", "eval_every", "verbose", "precision"}
+    assert hiclust.CoHiClust(lr_schedule="cosine")._resume_free_params() == {"eval_every", "verbose", "precision"}
     assert "epochs" in hiclust.DEC._resume_free and "lr" not in hiclust.DEC._resume_free
 
 

@@ -40,12 +40,14 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
 from . import metrics as _metrics
-from .metrics import _as_labels, _as_numpy
+from ._warnings import user_stacklevel
+from .metrics import _as_class_labels, _as_labels, _as_numpy
 
 __all__ = [
     "Hierarchy",
@@ -271,7 +273,7 @@ def _check_points(leaf_of: Any, y: Any, n_leaves: int) -> tuple[np.ndarray | Non
     leaf = _check_leaf_of(leaf_of, n_leaves)
     if y is None:
         return leaf, None
-    labels = _as_labels(y, "y").copy()
+    labels = _as_class_labels(y, "y").copy()
     if labels.shape != leaf.shape:
         raise ValueError(f"leaf_of and y must have the same length (one entry per point), "
                          f"got {leaf.shape[0]} and {labels.shape[0]}.")
@@ -281,7 +283,7 @@ def _check_points(leaf_of: Any, y: Any, n_leaves: int) -> tuple[np.ndarray | Non
 def _points(y: Any, leaf_of: Any, n_leaves: int) -> tuple[np.ndarray, np.ndarray]:
     """(leaf of each point, labels) for the metrics: leaf_of, or one point per leaf."""
     if leaf_of is None:
-        labels = _as_labels(y, "y")
+        labels = _as_class_labels(y, "y")
         if labels.shape[0] != n_leaves:
             raise ValueError(
                 f"y has {labels.shape[0]} labels but the tree has {n_leaves} leaves; pass leaf_of (the leaf "
@@ -1319,6 +1321,11 @@ def l2h_linkage(logits: Any, *, return_merges: bool = False) -> np.ndarray | tup
     """
     x = _check_logits(logits)
     n, k = x.shape
+    if x.min() >= 0.0 and np.allclose(x.sum(axis=1), 1.0, atol=1e-6):
+        # The softmax of probabilities is far flatter than the model's own: the tree would differ.
+        warnings.warn("these logits look like probabilities (every row is non-negative and sums to 1); L2H takes "
+                      "logits: pass np.log(probabilities), e.g. np.log(model.predict_proba(X))",
+                      UserWarning, stacklevel=user_stacklevel())
     p = _row_softmax(x)
     assign = p.argmax(axis=1)
     conf = p[np.arange(n), assign]

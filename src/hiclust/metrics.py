@@ -63,8 +63,22 @@ def _as_labels(x: Any, name: str) -> np.ndarray:
     raise TypeError(f"{name} must hold integer labels, got dtype {a.dtype}.")
 
 
+def _as_class_labels(x: Any, name: str) -> np.ndarray:
+    """Class labels as int64 ids (n,): integer ids as :func:`_as_labels` takes them, or names
+    (strings, as scikit-learn's metrics take them) numbered in sorted order. Every metric here
+    depends only on which points share a class, not on the ids."""
+    a = _as_numpy(x, name)
+    if a.dtype.kind in "USO" and a.ndim == 1 and a.size:
+        try:
+            return np.unique(a, return_inverse=True)[1].astype(np.int64).reshape(-1)
+        except TypeError:
+            raise TypeError(f"{name} mixes label types that cannot be compared ({a.dtype}); use one type, "
+                            "e.g. all strings") from None
+    return _as_labels(a, name)
+
+
 def _pair(y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray]:
-    t = _as_labels(y_true, "y_true")
+    t = _as_class_labels(y_true, "y_true")
     p = _as_labels(y_pred, "y_pred")
     if t.shape[0] != p.shape[0]:
         raise ValueError(
@@ -141,7 +155,7 @@ def dendrogram_purity(y_true: Any, linkage: Any, leaf_of: Any = None) -> float:
     """
     from hiclust.hierarchy import dendrogram_purity as tree_purity, from_linkage  # lazy: it imports us
 
-    y = _as_labels(y_true, "y_true")
+    y = _as_class_labels(y_true, "y_true")
     children, _ = from_linkage(linkage, name="linkage")
     return tree_purity(children, y, leaf_of=leaf_of)
 
@@ -155,7 +169,9 @@ def evaluate(
     """All metrics in one dict of plain floats.
 
     Keys: "acc", "nmi", "ari", "leaf_purity", plus "dp" when a linkage is given. With a linkage
-    and no leaf_of, the clusters are taken to be the leaves (leaf_of = y_pred).
+    and no leaf_of, the clusters are taken to be the leaves (leaf_of = y_pred): right for a tree
+    over the K clusters (CoHiClust, the post-hoc trees), wrong for a tree with more leaves than
+    clusters (DeepECT: pass ``leaf_of=model.leaf_labels_``).
 
     Args:
         y_true: (n,) class labels.

@@ -76,7 +76,7 @@ class ContrastiveClustering(DeepClusterer):
     _SUPPORTS_INSTANCE_DATA = True
     _params = common(
         "backbone", "epochs", "batch_size", "lr", "weight_decay", "projection_dim", "image_size", "augmentation",
-        "eval_every", "device", "seed", "random_state", "verbose",
+        "eval_every", "device", "precision", "seed", "random_state", "verbose",
         n_clusters=Param(Interval(Integral, 2, None, closed="left"),
                          "M, the number of clusters (columns of the cluster head; at least 2, the cluster loss "
                          "contrasts clusters)."),
@@ -104,6 +104,7 @@ class ContrastiveClustering(DeepClusterer):
         augmentation: str | nn.Module = "auto",
         eval_every: int = 10,
         device: str = "auto",
+        precision: str = "auto",
         seed: int = 0,
         random_state: int | None = None,
         verbose: bool = True,
@@ -123,6 +124,7 @@ class ContrastiveClustering(DeepClusterer):
         self.augmentation = augmentation
         self.eval_every = eval_every
         self.device = device
+        self.precision = precision
         self.seed = seed
         self.random_state = random_state
         self.verbose = verbose

@@ -183,7 +183,7 @@ class CoHiClust(DeepClusterer):
     _CHANNELS_LAST_ON_CPU = True
     _params = common(
         "n_clusters", "backbone", "epochs", "batch_size", "lr", "weight_decay", "temperature", "projection_dim",
-        "image_size", "augmentation", "eval_every", "device", "seed", "random_state", "verbose",
+        "image_size", "augmentation", "eval_every", "device", "precision", "seed", "random_state", "verbose",
         n_clusters=Param(Interval(Integral, 2, None, closed="left"), "K ≥ 2, the number of leaves kept (at most 2^depth)."),
         backbone=Param([RegistryOptions({"auto", "input"}, BACKBONES), nn.Module],
                        "The network f: 'auto' (a small CNN for images up to 28 px with one channel, ResNet18 "
@@ -257,6 +257,7 @@ class CoHiClust(DeepClusterer):
         draw_epochs: int | None = None,
         eval_every: int = 10,
         device: str = "auto",
+        precision: str = "auto",
         seed: int = 0,
         random_state: int | None = None,
         verbose: bool = True,
@@ -282,6 +283,7 @@ class CoHiClust(DeepClusterer):
         self.draw_epochs = draw_epochs
         self.eval_every = eval_every
         self.device = device
+        self.precision = precision
         self.seed = seed
         self.random_state = random_state
         self.verbose = verbose

@@ -189,7 +189,11 @@ class DeepECT(DeepClusterer):
     when it had that many leaves (the later splits undone), as the hierarchical table of the
     CoHiClust paper evaluates it; ``predict_leaf`` gives the leaf of the full tree and
     ``hierarchy_`` is the full tree (dendrogram purity, leaf purity). DeepECT assigns points hard
-    (nearest leaf), so ``predict_proba`` is the one-hot of ``predict``.
+    (nearest leaf), so ``predict_proba`` is the one-hot of ``predict``. The tree has more leaves
+    than clusters: its dendrogram purity needs each item's leaf, ``evaluate(y, labels_,
+    hierarchy_.to_linkage(), leaf_labels_)`` (without ``leaf_labels_`` the cluster ids would be
+    read as leaf ids). A tree that grew fewer than ``n_clusters`` leaves (too few epochs) gives
+    as many clusters as it has leaves, with a warning.
 
     {parameters}
 
@@ -197,7 +201,7 @@ class DeepECT(DeepClusterer):
     ----------
     model_ : DeepECTNet
     labels_ : ndarray of shape (N,)
-        Flat cluster (0..n_clusters−1) of each training sample.
+        Flat cluster (0..n_clusters−1; fewer if the tree grew fewer leaves) of each training sample.
     leaf_labels_ : ndarray of shape (N,)
         Leaf of the full tree (0..L−1, as in ``hierarchy_``) of each training sample.
     hierarchy_ : hiclust.Hierarchy
@@ -417,10 +421,17 @@ class DeepECT(DeepClusterer):
         record.update(self._label_metrics(self._data.labels, flat))
 
     def _finish_fit(self, data: PreparedData) -> None:
-        n_leaves = self.model_.tree.n_leaves()
-        if n_leaves < self.max_leaves:
-            import warnings
+        import warnings
 
+        n_leaves = self.model_.tree.n_leaves()
+        if n_leaves < self.n_clusters:
+            # Said here rather than as empty clusters: no seed gives clusters the tree never grew.
+            warnings.warn(f"the tree grew only {n_leaves} leaves, fewer than n_clusters={self.n_clusters}, so labels_ "
+                          f"and predict give {n_leaves} clusters: growth adds one leaf every grow_interval="
+                          f"{self.grow_interval} epochs (or pruning removed some); raise epochs to at least "
+                          f"{(self.n_clusters - 2) * self.grow_interval} for {self.n_clusters} clusters",
+                          stacklevel=user_stacklevel())
+        elif n_leaves < self.max_leaves:
             warnings.warn(f"the tree has {n_leaves} leaves, not max_leaves={self.max_leaves}: growth adds one leaf every "
                           f"grow_interval={self.grow_interval} epochs (or pruning removed some); raise epochs to at "
                           f"least {(self.max_leaves - 2) * self.grow_interval} for the full tree", stacklevel=user_stacklevel())
@@ -428,6 +439,10 @@ class DeepECT(DeepClusterer):
         leaf_index, flat_of_leaf = self._leaf_maps()
         self.leaf_labels_ = leaf_index[self._leaf_rows_of(data.x)]
         self.labels_ = flat_of_leaf[self.leaf_labels_]
+
+    def _warn_if_clusters_empty(self) -> None:
+        if self.model_.tree.n_leaves() >= self.n_clusters:  # else _finish_fit said why
+            super()._warn_if_clusters_empty()
 
     def _after_load(self, state: dict[str, Any]) -> None:
         from hiclust.hierarchy import Hierarchy

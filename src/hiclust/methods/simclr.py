@@ -79,7 +79,7 @@ class SimCLR(DeepClusterer):
     _CHANNELS_LAST_ON_CPU = True
     _params = common(
         "n_clusters", "backbone", "batch_size", "lr", "weight_decay", "temperature", "projection_dim", "image_size",
-        "augmentation", "device", "seed", "random_state", "verbose",
+        "augmentation", "device", "precision", "seed", "random_state", "verbose",
         epochs=Param(Interval(Integral, 0, None, closed="left"),
                      "Training epochs (0: cluster the untrained network's features).", resume="free"),
         clusterer=Param(StrOptions(set(CLUSTERERS)), "'agglomerative' (SciPy linkage; O(N²) memory) or 'kmeans'."),
@@ -108,6 +108,7 @@ class SimCLR(DeepClusterer):
         normalize: bool = True,
         eval_every: int = 10,
         device: str = "auto",
+        precision: str = "auto",
         seed: int = 0,
         random_state: int | None = None,
         verbose: bool = True,
@@ -127,6 +128,7 @@ class SimCLR(DeepClusterer):
         self.normalize = normalize
         self.eval_every = eval_every
         self.device = device
+        self.precision = precision
         self.seed = seed
         self.random_state = random_state
         self.verbose = verbose
