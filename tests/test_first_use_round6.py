@@ -103,3 +103,18 @@ def test_deepect_with_too_few_epochs_for_its_clusters_says_so_not_empty_clusters
     assert any(f"the tree grew only {grown} leaves, fewer than n_clusters=6" in m and "raise epochs to at least 8" in m
                for m in said)
     assert not [w for w in caught if issubclass(w.category, EmptyClusterWarning)]
+
+
+@pytest.mark.parametrize("params,advice,not_advised", [
+    (dict(epochs=5, pretrain_epochs=0, prune_start=0), "raise epochs (to at least 6 with these settings)", "lower"),
+    (dict(epochs=3), "or lower prune_start/pretrain_epochs", "shallower"),
+    (dict(epochs=3, depth=5), "or ask for a shallower tree (depth 4 prunes 6 leaves, not 22)", None),
+])
+def test_too_few_epochs_for_the_prunings_advises_only_what_can_help(params, advice, not_advised):
+    from hiclust import CoHiClust
+
+    x = np.random.default_rng(0).integers(0, 255, (64, 1, 8, 8), dtype=np.uint8)
+    with pytest.raises(ValueError) as err:
+        CoHiClust(n_clusters=10, batch_size=32, **params).check_params(x)
+    assert advice in str(err.value)
+    assert not_advised is None or not_advised not in str(err.value)

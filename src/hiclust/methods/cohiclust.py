@@ -412,7 +412,12 @@ class CoHiClust(DeepClusterer):
             raise ValueError(
                 f"pruning {n_prune} leaves one per epoch from epoch {prune_start}{derived_start} needs "
                 f"pretrain_epochs ({pretrain}{derived_pre}) <= prune_start and prune_start + {n_prune} <= epochs ({epochs}); "
-                f"raise epochs (to at least {least} with these settings) or lower prune_start/pretrain_epochs"
+                f"raise epochs (to at least {least} with these settings)"
+                + (" or lower " + "/".join(name for name, v in (("prune_start", prune_start), ("pretrain_epochs", pretrain))
+                                          if v > 0) if prune_start > 0 or pretrain > 0 else "")
+                + ("" if depth <= default_depth(self.n_clusters) else
+                   f", or ask for a shallower tree (depth {default_depth(self.n_clusters)} prunes "
+                   f"{2 ** default_depth(self.n_clusters) - self.n_clusters} leaves, not {n_prune})")
             )
         return depth, pretrain, prune_start
 
