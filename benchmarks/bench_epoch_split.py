@@ -6,6 +6,7 @@ reported separately.
 
     python benchmarks/bench_epoch_split.py --threads 2 --n 10240 --backbone smallcnn --image-size 16
     python benchmarks/bench_epoch_split.py --threads 2 --n 2560 --backbone resnet18 --channels 3 --size 32 --batch-size 128
+    python benchmarks/bench_epoch_split.py --threads 1 --n 10240 --image-size 16 --mnist-root DIR --precision bfloat16
 
 How it measures: the estimator's parts are wrapped with wall-clock timers (synchronizing the GPU
 when there is one): the training forward of the network (backbone + projection and tree heads),
@@ -41,6 +42,8 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--mnist-root", default=None, help="use the first --n MNIST images instead of random pixels")
+    p.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
+                   help="CoHiClust's precision (bfloat16: autocast of the training forward)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -58,7 +61,7 @@ def main() -> None:
     # pruning one of the 16 leaves (n_clusters 15), so every kind of epoch is measured.
     model = CoHiClust(n_clusters=15, depth=4, backbone=args.backbone, image_size=args.image_size, epochs=3,
                       pretrain_epochs=1, prune_start=2, batch_size=args.batch_size, device=args.device,
-                      verbose=False, eval_every=1)
+                      precision=args.precision, verbose=False, eval_every=1)
     spent: dict[str, float] = defaultdict(float)
     device_is_cuda = [False]
 
@@ -138,6 +141,7 @@ def main() -> None:
         machine["gpu"] = torch.cuda.get_device_name(model.device_)
     for row in rows:
         print(json.dumps({"bench": "epoch_split", "backbone": args.backbone, "n": args.n, "batch_size": args.batch_size,
+                          "precision": args.precision,
                           "image_size": model.image_size_, **row, **machine}), flush=True)
 
 
