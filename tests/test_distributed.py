@@ -289,7 +289,24 @@ def test_shutdown_leaves_the_group_and_is_a_no_op_without_one(tmp_path):
     D.shutdown()  # nothing initialized: nothing to do, no error
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
     assert dist.is_initialized()
-    D.shutdown()
+    # A DDP wrapper alive only through a reference cycle is freed before the group goes, not at
+    # interpreter exit after it (where its teardown could abort the process).
+    import gc
+    import weakref
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    gc.disable()
+    try:
+        ddp = DistributedDataParallel(torch.nn.Linear(3, 2))
+        ddp.cycle = ddp
+        alive = weakref.ref(ddp)
+        del ddp
+        assert alive() is not None
+        D.shutdown()
+        assert alive() is None
+    finally:
+        gc.enable()
     assert not dist.is_initialized()
     D.shutdown()  # a second call is harmless
 

