@@ -83,8 +83,7 @@ def shutdown(wait_for_all: bool = True) -> None:
     Unreachable objects are collected first: a DistributedDataParallel wrapper kept alive only by
     reference cycles would otherwise be freed after the group, at interpreter exit, and its
     reducer's teardown can abort the same way (a reproduction with two torchrun agents and DDP on a
-    loaded 2-core machine: 3 of
-    20 launches aborted without the collection, none of 40 with it).
+    loaded 2-core machine: 3 of 20 launches aborted without the collection, none of 40 with it).
     """
     if not (dist.is_available() and dist.is_initialized()):
         return
