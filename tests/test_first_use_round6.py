@@ -118,3 +118,27 @@ def test_too_few_epochs_for_the_prunings_advises_only_what_can_help(params, advi
         CoHiClust(n_clusters=10, batch_size=32, **params).check_params(x)
     assert advice in str(err.value)
     assert not_advised is None or not_advised not in str(err.value)
+
+
+def test_history_records_the_wall_time_since_the_fit_began_and_a_resume_continues_it(tmp_path):
+    from sklearn.datasets import load_digits
+
+    from hiclust import CoHiClust
+
+    d = load_digits()
+    x, y = np.rint(d.images[:256, None] * (255 / 16)).astype(np.uint8), d.target[:256]
+    params = dict(n_clusters=3, depth=2, backbone="smallcnn", epochs=4, pretrain_epochs=1, batch_size=64,
+                  device="cpu", verbose=False, eval_every=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        full = CoHiClust(**params).fit(x, y)
+        elapsed = [r["elapsed"] for r in full.history_]
+        assert elapsed == sorted(elapsed) and elapsed[0] > 0
+        # evaluations are counted too: more than the training seconds alone
+        assert elapsed[-1] >= sum(r["seconds"] for r in full.history_)
+        ck = tmp_path / "ck.pt"
+        CoHiClust(**{**params, "epochs": 2}).fit(x, y, checkpoint=ck)
+        resumed = CoHiClust(**params).fit(x, y, checkpoint=ck, resume=True)
+    before = [r["elapsed"] for r in resumed.history_[:2]]
+    after = [r["elapsed"] for r in resumed.history_[2:]]
+    assert len(before) == 2 and after and after[0] > before[-1]  # continued, not restarted at 0

@@ -222,7 +222,7 @@ def test_two_nodes_gathered_loss_gradient_equals_single_process(two_nodes):
 def _history(run: Path) -> list[dict]:
     """history.jsonl without the wall-clock field."""
     rows = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+    return [{k: v for k, v in r.items() if k not in ("seconds", "elapsed")} for r in rows]
 
 
 def test_sigkill_one_rank_then_resume_both_matches_uninterrupted(two_nodes, digits_folder, tmp_path):

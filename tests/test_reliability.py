@@ -344,8 +344,8 @@ def test_interrupted_fit_resumes_to_identical_model(small, trained, tmp_path, lr
     assert resumed.pruned_leaves_ == full.pruned_leaves_
     for (k, a), b in zip(full.model_.state_dict().items(), resumed.model_.state_dict().values()):
         assert torch.equal(a, b), k
-    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in full.history_]
-    assert [{k: v for k, v in r.items() if k != "seconds"} for r in resumed.history_] == strip
+    strip = [{k: v for k, v in r.items() if k not in ("seconds", "elapsed")} for r in full.history_]
+    assert [{k: v for k, v in r.items() if k not in ("seconds", "elapsed")} for r in resumed.history_] == strip
 
 
 def test_cosine_schedule_refuses_resume_with_other_epochs(small, tmp_path):
@@ -413,7 +413,7 @@ def test_sigkill_mid_training_then_resume_gives_identical_predictions(digits_u8,
         assert torch.equal(va, vb), k
 
     def losses(run: Path) -> list[dict]:
-        return [{k: v for k, v in json.loads(line).items() if k != "seconds"}
+        return [{k: v for k, v in json.loads(line).items() if k not in ("seconds", "elapsed")}
                 for line in (run / "history.jsonl").read_text().splitlines()]
 
     assert losses(killed_dir) == losses(full_dir) and len(losses(full_dir)) == 6

@@ -727,6 +727,7 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
         augment = self._make_augment(data)
         self._augment = None if augment is None else augment.to(self.device_)
         self.history_: list[dict[str, Any]] = []
+        self._fit_started, self._elapsed_before = time.perf_counter(), 0.0
         self._callback = callback
         self._checkpoint = None if checkpoint is None else Path(checkpoint)
         self._checkpoint_every = checkpoint_every
@@ -741,6 +742,7 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
             # every epoch re-seeds each rank's stream before its first batch (_run_phase).
             progress, opt_state, sched_state = self._restore_training(checkpoint)
             self._saved = (progress["phase"], progress.get("epoch"))
+            self._elapsed_before = next((r["elapsed"] for r in reversed(self.history_) if "elapsed" in r), 0.0)
         names = [p.name for p in phases]
         if progress["phase"] not in names:
             raise CheckpointError(f"{checkpoint} stopped in phase {progress['phase']!r}, unknown to {type(self).__name__}")
@@ -759,7 +761,8 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
                 self._run_phase(phase, start, state, sched_state if resumed_here else None)
         self._finish_fit(data)
         for name in ("_x", "_data", "_net", "_augment", "_callback", "_generators", "_optimizer", "_scheduler",
-                     "_instance_data", "_instance_x", "_epochs_after", "_log_every"):
+                     "_instance_data", "_instance_x", "_epochs_after", "_log_every", "_fit_started",
+                     "_elapsed_before"):
             self.__dict__.pop(name, None)
 
     def _make_optimizer(self, phase: Phase) -> torch.optim.Optimizer:
@@ -858,11 +861,16 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
         """Appends ``record`` to ``history_``, logs it (verbose and ``log``), passes it to the
         callback; ``seconds_left``: the estimated rest of the fit (``whole_fit=False``: of this
         phase), shown on the log line only."""
+        # Wall seconds since the fit began, evaluations included (a resumed fit continues the count
+        # of the run it resumes): quality against time reads off history.jsonl.
+        started = getattr(self, "_fit_started", None)
+        if started is not None:
+            record.setdefault("elapsed", round(self._elapsed_before + time.perf_counter() - started, 3))
         self.history_.append(record)
         if self.verbose and log and dist_utils.is_main():
             # Lists (e.g. CoHiClust's leaf_mass) stay in history_ and history.jsonl, off the log line.
             shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()
-                             if not isinstance(v, list))
+                             if not isinstance(v, list) and k != "elapsed")
             if seconds_left is not None:
                 shown += f" left≈{format_duration(seconds_left)}" + ("" if whole_fit else " (this phase)")
             print(f"[{self._LOG_NAME}] {shown}", file=sys.stderr, flush=True)
