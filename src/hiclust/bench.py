@@ -39,7 +39,7 @@ import platform
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -670,6 +670,42 @@ def _cell(m: dict[str, Any], key: str, digits: int = 3) -> str:
     return _mean_std(m[f"{key}_mean"], m[f"{key}_std"], digits, m.get(f"{key}_n"), m["n_seeds"])
 
 
+def _summary_cells(m: dict[str, Any], worst: dict[str, dict[str, Any]]) -> list[str]:
+    """The cells NMI | ACC | ARI | DP | Time (s) | Worst seed (NMI / ACC / ARI) of summary ``m``."""
+    cells = [_cell(m, k) for k in ("nmi", "acc", "ari", "dp")] + [_cell(m, "seconds", 1)]
+    w = worst.get(m["method"])
+    cells.append("–" if w is None else f"seed {w['seed']}: " + " / ".join(
+        "–" if w.get(k) is None else f"{w[k]:.3f}" for k in ("nmi", "acc", "ari")))
+    return cells
+
+
+_SEED_CSV_KEYS = ("nmi", "acc", "ari", "dp", "seconds")
+
+
+def _summary_csv(rows: list[dict[str, Any]], dataset: str, name_of: Callable[[dict[str, Any]], str],
+                 extra_header: list[str], extra_of: Callable[[dict[str, Any]], list[Any]]) -> str:
+    """One CSV line per method of ``rows``: ``<key>_mean``, ``<key>_std`` (empty for one seed)
+    and ``<key>_n`` (seeds with a value) of NMI, ACC, ARI, DP and seconds, the worst seed and its
+    NMI / ACC / ARI, then ``extra_header`` columns filled by ``extra_of(summary)``."""
+    worst = _worst_seeds(rows)
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    header = ["dataset", "method", "name", "n_seeds", "seeds"]
+    for k in _SEED_CSV_KEYS:
+        header += [f"{k}_mean", f"{k}_std", f"{k}_n"]
+    writer.writerow(header + ["worst_seed", "worst_nmi", "worst_acc", "worst_ari"] + extra_header)
+    for m in summarize_seeds(rows):
+        line = [m["dataset"] if m["dataset"] is not None else dataset, m["method"], name_of(m), m["n_seeds"],
+                " ".join(str(x) for x in m["seeds"])]
+        for k in _SEED_CSV_KEYS:
+            line += ["" if m[f"{k}_{x}"] is None else f"{m[f'{k}_{x}']:.6g}" for x in ("mean", "std")] + [m[f"{k}_n"]]
+        w = worst.get(m["method"])
+        line += [""] * 4 if w is None else [w["seed"]] + [
+            "" if w.get(k) is None else f"{w[k]:.6g}" for k in ("nmi", "acc", "ari")]
+        writer.writerow(line + extra_of(m))
+    return buf.getvalue()
+
+
 def format_seeds_markdown(rows: list[dict[str, Any]], title: str = "") -> str:
     """The flat table over several seeds: one row per method,
 
@@ -684,11 +720,7 @@ def format_seeds_markdown(rows: list[dict[str, Any]], title: str = "") -> str:
     out.write("| Method | NMI | ACC | ARI | DP | Time (s) | Worst seed (NMI / ACC / ARI) |\n"
               "| --- | --- | --- | --- | --- | --- | --- |\n")
     for m in summarize_seeds(rows):
-        cells = [_md_name(m["name"])] + [_cell(m, k) for k in ("nmi", "acc", "ari", "dp")] + [_cell(m, "seconds", 1)]
-        w = worst.get(m["method"])
-        cells.append("–" if w is None else f"seed {w['seed']}: " + " / ".join(
-            "–" if w.get(k) is None else f"{w[k]:.3f}" for k in ("nmi", "acc", "ari")))
-        out.write("| " + " | ".join(cells) + " |\n")
+        out.write("| " + " | ".join([_md_name(m["name"])] + _summary_cells(m, worst)) + " |\n")
     out.write("\nmean ± sample standard deviation (ddof = 1) over the seeds; worst seed = the seed with the lowest "
               "ACC; DP only for methods with a tree.\n\nEvery run:\n\n")
     out.write(format_markdown([{**r, "name": f"{r['name']} (seed {r['seed']})"} for r in rows]))
@@ -696,26 +728,9 @@ def format_seeds_markdown(rows: list[dict[str, Any]], title: str = "") -> str:
 
 
 def format_seeds_csv(rows: list[dict[str, Any]]) -> str:
-    """CSV of :func:`format_seeds_markdown`'s summary: per method ``<key>_mean``, ``<key>_std``
-    (empty for one seed), ``<key>_n`` and the worst seed's NMI / ACC / ARI (every run is in
+    """CSV of :func:`format_seeds_markdown`'s summary (:func:`_summary_csv`; every run is in
     results.jsonl)."""
-    worst = _worst_seeds(rows)
-    keys = ("nmi", "acc", "ari", "dp", "seconds")
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    header = ["dataset", "method", "name", "n_seeds", "seeds"]
-    for k in keys:
-        header += [f"{k}_mean", f"{k}_std", f"{k}_n"]
-    writer.writerow(header + ["worst_seed", "worst_nmi", "worst_acc", "worst_ari"])
-    for m in summarize_seeds(rows):
-        line = [m["dataset"], m["method"], m["name"], m["n_seeds"], " ".join(str(x) for x in m["seeds"])]
-        for k in keys:
-            line += ["" if m[f"{k}_{x}"] is None else f"{m[f'{k}_{x}']:.6g}" for x in ("mean", "std")] + [m[f"{k}_n"]]
-        w = worst.get(m["method"])
-        line += [""] * 4 if w is None else [w["seed"]] + [
-            "" if w.get(k) is None else f"{w[k]:.6g}" for k in ("nmi", "acc", "ari")]
-        writer.writerow(line)
-    return buf.getvalue()
+    return _summary_csv(rows, "", lambda m: m["name"], [], lambda m: [])
 
 
 def format_hierarchical_markdown(rows: list[dict[str, Any]], dataset: str, title: str = "") -> str:
@@ -819,12 +834,7 @@ def format_ablation_markdown(rows: list[dict[str, Any]], dataset: str, title: st
     out.write("| Variant | NMI | ACC | ARI | DP | Time (s) | Worst seed (NMI / ACC / ARI) | NMI (paper) | ACC (paper) "
               "| ARI (paper) |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
     for m in summarize_seeds(rows):
-        cells = [_md_name(ABLATION_NAMES.get(m["method"], m["name"]))]
-        cells += [_cell(m, k) for k in ("nmi", "acc", "ari", "dp")]
-        cells.append(_cell(m, "seconds", 1))
-        w = worst.get(m["method"])
-        cells.append("–" if w is None else f"seed {w['seed']}: " + " / ".join(
-            "–" if w.get(k) is None else f"{w[k]:.3f}" for k in ("nmi", "acc", "ari")))
+        cells = [_md_name(ABLATION_NAMES.get(m["method"], m["name"]))] + _summary_cells(m, worst)
         paper = published.get(m["method"])
         cells += ["–"] * 3 if paper is None else list(paper)
         out.write("| " + " | ".join(cells) + " |\n")
@@ -842,31 +852,14 @@ def format_ablation_markdown(rows: list[dict[str, Any]], dataset: str, title: st
 
 
 def format_ablation_csv(rows: list[dict[str, Any]], dataset: str) -> str:
-    """CSV of :func:`format_ablation_markdown`: one line per row with ``<key>_mean`` and
-    ``<key>_std`` (std empty for one seed), the worst seed and its ``worst_nmi``, ``worst_acc``,
-    ``worst_ari``, and ``paper_nmi``, ``paper_acc``, ``paper_ari`` (empty where not published)."""
+    """CSV of :func:`format_ablation_markdown`: one line per row with ``<key>_mean``,
+    ``<key>_std`` (std empty for one seed) and ``<key>_n``, the worst seed and its ``worst_nmi``,
+    ``worst_acc``, ``worst_ari``, and ``paper_nmi``, ``paper_acc``, ``paper_ari`` (empty where not
+    published)."""
     published = published_ablation(dataset)
-    worst = _worst_seeds(rows)
-    keys = ("nmi", "acc", "ari", "dp", "seconds")
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    header = ["dataset", "method", "name", "n_seeds", "seeds"]
-    for k in keys:
-        header += [f"{k}_mean", f"{k}_std"]
-    writer.writerow(header + ["worst_seed", "worst_nmi", "worst_acc", "worst_ari", "paper_nmi", "paper_acc",
-                              "paper_ari"])
-    for m in summarize_seeds(rows):
-        line = [m["dataset"] if m["dataset"] is not None else dataset, m["method"],
-                ABLATION_NAMES.get(m["method"], m["name"]), m["n_seeds"], " ".join(str(x) for x in m["seeds"])]
-        for k in keys:
-            line += ["" if m[f"{k}_{s}"] is None else f"{m[f'{k}_{s}']:.6g}" for s in ("mean", "std")]
-        w = worst.get(m["method"])
-        line += [""] * 4 if w is None else [w["seed"]] + [
-            "" if w.get(k) is None else f"{w[k]:.6g}" for k in ("nmi", "acc", "ari")]
-        paper = published.get(m["method"])
-        line += [""] * 3 if paper is None else list(paper)
-        writer.writerow(line)
-    return buf.getvalue()
+    return _summary_csv(rows, dataset, lambda m: ABLATION_NAMES.get(m["method"], m["name"]),
+                        ["paper_nmi", "paper_acc", "paper_ari"],
+                        lambda m: [""] * 3 if published.get(m["method"]) is None else list(published[m["method"]]))
 
 
 def _write_tables(out: Path, rows: list[dict[str, Any]], title: str, *, table: str = "flat",
