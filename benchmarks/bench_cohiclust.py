@@ -11,25 +11,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 
 import torch
+from machine import cpu_name  # this folder is on sys.path when run as a script
 
 from hiclust.data import DatasetNotFoundError, load_dataset
 from hiclust.methods import make_estimator
 from hiclust.metrics import evaluate
 from hiclust.runs import load_config_file
-
-
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:
@@ -48,7 +38,7 @@ def main() -> None:
     if args.epochs:
         params["epochs"] = args.epochs
     base = {"bench": "cohiclust_quality", "config": args.config, "dataset": cfg["dataset"], "split": cfg.get("split", "all"),
-            "nproc": os.cpu_count(), "torch_threads": torch.get_num_threads(), "cpu": cpu_model(),
+            "nproc": os.cpu_count(), "torch_threads": torch.get_num_threads(), "cpu": cpu_name(),
             "date": time.strftime("%Y-%m-%d")}
     try:
         data = load_dataset(cfg["dataset"], root=args.root, split=cfg.get("split", "all"))

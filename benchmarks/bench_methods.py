@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from hiclust.bench import DEFAULT_METHODS, run_bench  # noqa: E402
+from machine import cpu_name  # noqa: E402 (this folder is on sys.path when run as a script)
 
 # docs/methods.md, "Reference results" (full MNIST, 70k images): method → (NMI, ACC, ARI, DP, source).
 PUBLISHED_MNIST = {
@@ -35,16 +35,6 @@ PUBLISHED_MNIST = {
     "idec": (None, 0.881, None, None, "IDEC paper"),
     "kmeans": (None, 0.5349, None, None, "DEC paper via the lecture"),
 }
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _fmt(v: float | None) -> str:
@@ -66,7 +56,7 @@ def main() -> int:
     import os
 
     machine = {
-        "cpu": _cpu_model(), "nproc": os.cpu_count(), "threads": args.threads, "device": args.device,
+        "cpu": cpu_name(), "nproc": os.cpu_count(), "threads": args.threads, "device": args.device,
         "python": sys.version.split()[0], "command": " ".join([Path(sys.executable).name, *sys.argv]),
     }
     try:

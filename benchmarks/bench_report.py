@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from machine import cpu_name  # this folder is on sys.path when run as a script
 
 from hiclust.data import ImageDataset
 from hiclust.hierarchy import Hierarchy
@@ -82,7 +82,7 @@ def main() -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     machine = {"nproc": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-               "cpu": _cpu_model() or platform.machine()}
+               "cpu": cpu_name()}
     data, t_data = timed(lambda: synthetic_mnist(args.n))
     y = data.labels.numpy()
     with tempfile.TemporaryDirectory() as tmp:
@@ -119,16 +119,6 @@ def main() -> None:
                 "report_s": round(t_full, 2), "report_mb": round(path.stat().st_size / 1e6, 2),
                 "leaf_sizes": np.bincount(pred, minlength=10).tolist(), **machine,
             }), flush=True)
-
-
-def _cpu_model() -> str | None:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        return None
-    return None
 
 
 if __name__ == "__main__":

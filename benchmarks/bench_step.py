@@ -26,6 +26,7 @@ import statistics
 import time
 
 import torch
+from machine import cpu_model  # this folder is on sys.path when run as a script
 
 from hiclust.losses import CoHiClustLoss
 from hiclust.methods.cohiclust import CoHiClustNet
@@ -63,19 +64,6 @@ def make_step(layout: str, backbone: str, channels: int, size: int, batch: int, 
         opt.step()
 
     return step
-
-
-def cpu_model() -> str:
-    """lscpu's family/model numbers and AVX-512 BF16 support (the 'AMD EPYC' name hides the generation)."""
-    try:
-        info = open("/proc/cpuinfo").read()
-    except OSError:
-        return ""
-    pairs = (line.split(":", 1) for line in info.split("\n\n")[0].splitlines() if ":" in line)
-    fields = {k.strip(): v for k, v in pairs}
-    get = lambda k: fields.get(k, "").strip()  # noqa: E731
-    return f"{get('model name')} family {get('cpu family')} model {get('model')}" + (
-        " avx512_bf16" if "avx512_bf16" in get("flags").split() else "")
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from bench_step import cpu_model  # this folder is on sys.path when run as a script
+from machine import cpu_model  # this folder is on sys.path when run as a script
 
 
 def _value(text: str) -> int | float | str:
