@@ -400,10 +400,10 @@ def with_epochs(estimator: str, params: dict[str, Any], epochs: int | None) -> d
         return dict(params)
     out = {**params, "epochs": int(epochs)}
     if estimator == "cohiclust":
-        import math
+        from hiclust.methods.base import default_depth
 
         k = int(out.get("n_clusters", 10))
-        depth = out.get("depth") or max(1, math.ceil(math.log2(max(k, 2))))
+        depth = out.get("depth") or default_depth(max(k, 2))
         n_prune = max(0, 2 ** int(depth) - k)
         old = params.get("epochs")
         if out.get("pretrain_epochs") is not None:
@@ -523,9 +523,9 @@ def _preflight(methods: list[str], data: Any, n_clusters: int, *, seed: int, dev
         full = _estimator_params("cohiclust", data.name, n_clusters, seed=seed, device=device, verbose=False,
                                  overrides=overrides, epochs=epochs)[1]
         if not full.get("pretrain_epochs"):
-            import math
+            from hiclust.methods.base import default_depth
 
-            depth = full.get("depth") or max(1, math.ceil(math.log2(n_clusters)))
+            depth = full.get("depth") or default_depth(n_clusters)
             n_prune = 2 ** int(depth) - n_clusters
             raise ValueError(
                 f"--epochs {full.get('epochs')} leaves the full CoHiClust row no pre-training (its {n_prune} prunings, "
