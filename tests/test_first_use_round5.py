@@ -149,12 +149,12 @@ def test_predict_reads_the_runs_label_and_id_columns(csv_run, capsys):
     df.iloc[:10].drop(columns=["kind"]).to_csv(root / "new_unlabelled.csv", index=False)
     assert cli.main(["predict", str(out), "--input", str(root / "new.csv"), "--out", str(root / "p.csv")]) == 0
     err = capsys.readouterr().err
-    assert "--label-column kind and --id-column name as the run was trained" in err
+    assert "--label-column kind and --id-column name read as the run was trained" in err
     p = pd.read_csv(root / "p.csv")
     assert p["input"].tolist() == df["name"].iloc[:10].tolist() and p["label"].tolist() == df["kind"].iloc[:10].tolist()
     assert cli.main(["predict", str(out), "--input", str(root / "new_unlabelled.csv"), "--out",
                      str(root / "p2.csv")]) == 0
-    assert "--id-column name as the run was trained" in capsys.readouterr().err
+    assert "--id-column name read as the run was trained" in capsys.readouterr().err
     p2 = pd.read_csv(root / "p2.csv")
     assert "label" not in p2.columns and p2["cluster"].tolist() == p["cluster"].tolist()
 
@@ -224,3 +224,24 @@ def test_hints_name_what_the_command_at_hand_takes(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "holds a 2-D feature matrix, but the run's model was fitted on images" in err[0]
     assert "--dataset" not in err[0] and not (tmp_path / "p.csv").exists()
+
+
+def test_predict_matches_a_feature_files_columns_by_name(csv_run, capsys):
+    """(Round 6) The same rows with the header's columns in another order land where they did in
+    the training order; a file with other columns is refused, naming them, before writing."""
+    root, out, df = csv_run
+    features = [c for c in df.columns if c not in ("kind", "name")]
+    df.iloc[:10].to_csv(root / "same.csv", index=False)
+    df.iloc[:10][["name", *features[::-1]]].to_csv(root / "reordered.csv", index=False)
+    assert cli.main(["predict", str(out), "--input", str(root / "same.csv"), "--out", str(root / "a.csv")]) == 0
+    capsys.readouterr()
+    assert cli.main(["predict", str(out), "--input", str(root / "reordered.csv"), "--out", str(root / "b.csv")]) == 0
+    assert "in another order; they are matched by name" in capsys.readouterr().err
+    a, b = pd.read_csv(root / "a.csv"), pd.read_csv(root / "b.csv")
+    assert b["cluster"].tolist() == a["cluster"].tolist()
+    assert b["leaf_probability"].tolist() == pytest.approx(a["leaf_probability"].tolist())
+    df.iloc[:10][["name", *features[:-1]]].assign(extra=1.0).to_csv(root / "other.csv", index=False)
+    assert cli.main(["predict", str(out), "--input", str(root / "other.csv"), "--out", str(root / "c.csv")]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and f"not in the training file: extra; missing: {features[-1]}" in errors[0]
+    assert not (root / "c.csv").exists()

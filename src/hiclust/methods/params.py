@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from numbers import Integral, Real
 from typing import Any
 
-from sklearn.utils._param_validation import Interval, InvalidParameterError, Options, StrOptions
+from sklearn.utils._param_validation import Interval, InvalidParameterError, Options
+from sklearn.utils._param_validation import StrOptions as _SklearnStrOptions
 
 __all__ = [
     "Param", "RegistryOptions", "Interval", "StrOptions", "Options", "InvalidParameterError", "Integral", "Real",
@@ -55,6 +56,18 @@ class Param:
 
     def constraint_list(self) -> list[Any]:
         return list(self.constraints) if isinstance(self.constraints, list) else [self.constraints]
+
+
+class StrOptions(_SklearnStrOptions):
+    """scikit-learn's StrOptions, its choices listed sorted in messages (a set's order changes
+    from run to run).
+
+    >>> str(StrOptions({"b", "c", "a"}))
+    "a str among {'a', 'b', 'c'}"
+    """
+
+    def __str__(self) -> str:
+        return "a str among {" + ", ".join(repr(o) for o in sorted(self.options)) + "}"
 
 
 class RegistryOptions(StrOptions):

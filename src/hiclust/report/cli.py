@@ -309,6 +309,32 @@ def _write_predictions_atomically(table: dict[str, Any], out: str | Path, names:
     _fsync_dir(out.parent)
 
 
+def _columns_as_trained(model: Any, data: Any, source: str) -> Any:
+    """``data`` (a FeatureDataset) with its columns in the order the run was trained on, matched
+    by the header's names: a table whose columns come in another order is read as its header says
+    (a note says so), one with other columns is refused naming them. Data without names (a .npy)
+    is taken as it is."""
+    import dataclasses
+
+    fitted = getattr(model, "feature_names_in_", None)
+    given = getattr(data, "feature_names", None)
+    if fitted is None or given is None or list(given) == list(fitted):
+        return data
+    fitted = [str(c) for c in fitted]
+    extra = [c for c in given if c not in fitted]
+    missing = [c for c in fitted if c not in given]
+    if extra or missing:
+        what = "; ".join(part for part in (
+            f"not in the training file: {', '.join(extra[:8])}{' ...' if len(extra) > 8 else ''}" if extra else "",
+            f"missing: {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}" if missing else "") if part)
+        raise ValueError(f"{source}'s columns are not those the run was trained on ({what}); give a file with the "
+                         "training file's feature columns (plus, if you like, its label and id columns)")
+    order = [list(given).index(c) for c in fitted]
+    print(f"hiclust predict: {source}'s columns are those of the training file in another order; they are matched "
+          "by name", file=sys.stderr)
+    return dataclasses.replace(data, features=data.features[:, order].contiguous(), feature_names=fitted)
+
+
 def _run_columns_in(run_dir: str, input_path: str, label_column: str | None,
                     id_column: str | None) -> tuple[str | None, str | None]:
     """--label-column / --id-column for predict: those given, else the run's own (as trained with)
@@ -330,7 +356,7 @@ def _run_columns_in(run_dir: str, input_path: str, label_column: str | None,
         id_column = run.id_column
         taken.append(f"--id-column {id_column}")
     if taken and dist_utils.is_main():
-        print(f"hiclust predict: {' and '.join(taken)} as the run was trained", file=sys.stderr)
+        print(f"hiclust predict: {' and '.join(taken)} read as the run was trained", file=sys.stderr)
     return label_column, id_column
 
 
@@ -358,6 +384,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         data, names = load_prediction_input(args.input, args.image_size, features=features,
                                             label_column=label_column, id_column=id_column,
                                             strict=args.strict)
+        if features:
+            data = _columns_as_trained(model, data, args.input)
         check_input_shape(model, data, args.input)
         if world > 1:  # the ranks must have read the same items in the same order
             info = (len(names), hashlib.sha256("\n".join(names).encode("utf-8", "surrogatepass")).hexdigest())
