@@ -367,6 +367,17 @@ def run_training(
 
             epochs = make_estimator("cohiclust", dict(params)).feature_epochs(len(data))
             notes.append(f"--epochs {epochs} (about {FEATURE_STEPS} optimizer steps)")
+        if config.method in ("cohiclust", "cc", "simclr") and not isinstance(data, FeatureDataset) \
+                and params.get("backbone", "auto") == "auto":
+            # Say which network "auto" picked: ResNet18 on small images is the slow surprise.
+            from hiclust.nn.backbones import default_backbone
+
+            channels, height, _ = data.image_shape
+            size = params.get("image_size") or height
+            chosen = default_backbone(channels, size)
+            notes.append(f"--backbone {chosen} (auto, for {channels}-channel {size} px images"
+                         + ("; --backbone smallcnn trains several times faster on images this small)"
+                            if chosen != "smallcnn" and size <= 64 else ")"))
         config = replace(config, params=params)
         if notes and main_rank:  # printed once the parameters passed their checks (below)
             fitted_note = f"fitted to the data ({len(data):,} items): {', '.join(notes)}"
