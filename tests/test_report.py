@@ -458,7 +458,31 @@ def test_cli_predict_npy_and_folder(run_dir, tmp_path, capsys):
     # not an image source
     (tmp_path / "x.txt").write_text("hi")
     assert main(["predict", str(run_dir), "--input", str(tmp_path / "x.txt"), "--out", str(tmp_path / "c.csv")]) == 2
-    assert "folder of images or a .npy" in capsys.readouterr().err
+    assert "folder of images, an image file or a .npy" in capsys.readouterr().err
+
+
+def test_cli_predict_one_image_file(run_dir, tmp_path, capsys):
+    """--input may name one image file: one CSV row, its name in 'input', the cluster predict gives;
+    an unreadable or missing file is one line, exit 2, nothing written."""
+    from hiclust.cli import load_run_model, main
+
+    model, _ = load_run_model(run_dir, "cpu")
+    data = load_dataset("digits", split="all").subset(np.arange(5))
+    arr = data.images[:, 0].numpy()
+    Image.fromarray(arr[3]).save(tmp_path / "three.png")
+    out = tmp_path / "one.csv"
+    assert main(["predict", str(run_dir), "--input", str(tmp_path / "three.png"), "--out", str(out)]) == 0
+    rows = _read_csv(out)
+    assert len(rows) == 1 and rows[0]["input"] == "three.png"
+    assert int(rows[0]["cluster"]) == int(model.predict(data)[3])
+
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    capsys.readouterr()
+    for name in ("bad.png", "missing.png"):
+        out2 = tmp_path / f"{name}.csv"
+        assert main(["predict", str(run_dir), "--input", str(tmp_path / name), "--out", str(out2)]) == 2
+        err = capsys.readouterr().err
+        assert name in err and len(err.strip().splitlines()) == 1 and not out2.exists()
 
 
 def test_cli_evaluate_prints_levels(run_dir, capsys):

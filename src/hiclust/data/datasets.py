@@ -758,6 +758,18 @@ def _decode(path: Path, image_size: int | None) -> np.ndarray | str:
         return f"{type(e).__name__}: {e}"
 
 
+def load_image_file(path: str | os.PathLike[str], image_size: int | None = None) -> ImageDataset:
+    """One image file as a one-row ImageDataset (unlabeled; its item id is the file's name),
+    decoded as a folder's images are (grayscale → 1 channel, anything else → RGB), resized to
+    ``image_size`` × ``image_size`` where given. An unreadable file raises CorruptImageError."""
+    path = Path(path)
+    decoded = _decode(path, image_size)
+    if isinstance(decoded, str):
+        raise CorruptImageError(f"{path} could not be read as an image: {decoded}")
+    stack = decoded[None, None] if decoded.ndim == 2 else decoded.transpose(2, 0, 1)[None]  # (1, C, H, W)
+    return ImageDataset(torch.from_numpy(np.ascontiguousarray(stack)), None, None, path.stem, [path.name])
+
+
 def class_dirs(path: Path) -> list[Path]:
     """The class sub-folders of an image folder (sorted, hidden ones skipped). A link to the
     folder itself or to a folder above it is not a class (it would hold every image again, or

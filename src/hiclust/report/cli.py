@@ -111,15 +111,16 @@ def _folder_files(path: Path) -> list[str]:
 def load_prediction_input(path: str | Path, image_size: int | None = None, *, features: bool = False,
                           label_column: str | None = None, id_column: str | None = None,
                           strict: bool = False) -> tuple[Any, list[str]]:
-    """Loads a folder of images, a shard directory written by ``hiclust shard`` (a folder holding
-    dataset.json and index.npz), a .npy array or (``features=True``, or a .npz/.csv/.parquet
+    """Loads a folder of images, one image file, a shard directory written by ``hiclust shard`` (a
+    folder holding dataset.json and index.npz), a .npy array or (``features=True``, or a .npz/.csv/.parquet
     file) a feature matrix; returns (ImageDataset or FeatureDataset, input names). The names are
-    the files' paths relative to the folder, a shard directory's stored item ids, the row numbers
+    the files' paths relative to the folder (an image file's name), a shard directory's stored item ids, the row numbers
     of an array, or a feature file's ids. Data over the memory budget (``--max-memory``) is
     streamed: the dataset's images / features are a :class:`~hiclust.data.streaming.DiskRows`.
     A folder's unreadable image files are skipped with a warning that names them, as ``train``
     does (their names are then absent from the rows); ``strict``: refuse them instead."""
     from hiclust.data import load_dataset
+    from hiclust.data.datasets import IMAGE_EXTENSIONS, load_image_file
     from hiclust.data.feature_files import FEATURE_SUFFIXES
 
     p = Path(path).expanduser()
@@ -139,6 +140,10 @@ def load_prediction_input(path: str | Path, image_size: int | None = None, *, fe
         if data.item_ids is None or not set(names) <= set(_folder_files(p)):
             raise RuntimeError(f"the images read from {p} do not match the folder's file list; report this as a bug")
         return data, names
+    if p.suffix.lower() in IMAGE_EXTENSIONS:
+        if not p.is_file():
+            raise FileNotFoundError(f"--input {p}: no such file")
+        return load_image_file(p, image_size), [p.name]
     if p.suffix.lower() == ".npy":
         if not p.is_file():
             raise FileNotFoundError(f"--input {p}: no such file")
@@ -148,12 +153,12 @@ def load_prediction_input(path: str | Path, image_size: int | None = None, *, fe
             ndim = None  # load_dataset says what is wrong with the file
         if ndim == 2:  # predict's own words: the train-side hint (--dataset features:) does not apply here
             raise ValueError(f"--input {p} holds a 2-D feature matrix, but the run's model was fitted on images; "
-                             "pass a folder of images or a .npy image array (N, H, W[, C]) / (N, C, H, W)")
+                             "pass a folder of images, an image file or a .npy image array (N, H, W[, C]) / (N, C, H, W)")
         data = load_dataset(f"npy:{p}", split="all", image_size=image_size)
         return data, [str(i) for i in range(len(data))]
     if not p.exists():
         raise FileNotFoundError(f"--input {p}: no such file or folder")
-    raise ValueError(f"--input {p} must be a folder of images or a .npy array (N, H, W[, C]) / (N, C, H, W), or a "
+    raise ValueError(f"--input {p} must be a folder of images, an image file or a .npy array (N, H, W[, C]) / (N, C, H, W), or a "
                      "shard directory written by 'hiclust shard' "
                      "(for a run trained on features: a .npy, .npz, .csv or .parquet feature file)")
 
@@ -464,8 +469,9 @@ def register(subparsers: Any) -> None:
         formatter_class=fmt,
         description="Route new images (or, for a run trained on features, new rows) through the run's tree and\n"
                     "write one CSV row per item:\n"
-                    "  input             file name (relative to the folder), stored item id of a shard directory,\n"
-                    "                    row index of the array, or the item id of a feature file (--id-column)\n"
+                    "  input             file name (relative to the folder, or the image file's own), stored item\n"
+                    "                    id of a shard directory, row index of the array, or the item id of a\n"
+                    "                    feature file (--id-column)\n"
                     "  label             class name (folders with class sub-folders, labelled shards, or a feature\n"
                     "                    file's --label-column)\n"
                     "  cluster           leaf id 0..K-1 (= CoHiClust.predict)\n"
@@ -474,9 +480,10 @@ def register(subparsers: Any) -> None:
                     "  path_probability  product of the decisions on the path (unnormalized; equal to\n"
                     "                    leaf_probability when no leaf was pruned)\n"
                     "  p_step_1..T       probability of the branch taken at each node of the path\n\n"
-                    "--input: a folder of images (flat, or one sub-folder per class), a shard directory written\n"
-                    "by 'hiclust shard' (dataset.json, index.npz, shard-*.tar), a .npy image array, or for a run\n"
-                    "trained on features a feature file; input over --max-memory is streamed from disk.\n"
+                    "--input: a folder of images (flat, or one sub-folder per class), one image file, a shard\n"
+                    "directory written by 'hiclust shard' (dataset.json, index.npz, shard-*.tar), a .npy image\n"
+                    "array, or for a run trained on features a feature file; input over --max-memory is streamed\n"
+                    "from disk.\n"
                     "The images must have the shape the model was trained on (use --image-size to resize).\n\n"
                     "Under torchrun each process predicts a contiguous block of the rows and process 0 writes\n"
                     "the whole CSV (the same file as one process writes), e.g.\n"
@@ -485,7 +492,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("run_dir", help="run directory written by 'hiclust train'")
     p.add_argument("--input", required=True, metavar="PATH",
-                   help="a folder of images (flat, or one sub-folder per class), a shard directory written by "
+                   help="a folder of images (flat, or one sub-folder per class), one image file, a shard directory written by "
                    "'hiclust shard', or a .npy array of images; for a run trained on features, a feature file (.npy, "
                    ".npz, .csv, .parquet)")
     p.add_argument("--out", default="predictions.csv", help="output CSV (default predictions.csv)")
