@@ -19,6 +19,7 @@ skipped, except Ward with ``fastcluster`` installed (``linkage_vector``, O(N·D)
 
     python benchmarks/bench_features.py --datasets wine,breast_cancer,iris,digits --seeds 0,1,2
     python benchmarks/bench_features.py --datasets mnist_pca50 --mnist-root /tmp/mnistroot
+    python benchmarks/bench_features.py --datasets embedding --embedding E.npz --methods cohiclust --set epochs=16
 """
 
 from __future__ import annotations
@@ -75,6 +76,18 @@ def _ward_large(x: np.ndarray, k: int):
     return BaselineResult(labels, _tree_over_clusters(labels, top), z, "agglomerative_ward", time.perf_counter() - started)
 
 
+def _parse_set(item: str) -> tuple[str, object]:
+    """'epochs=16' → ('epochs', 16): the value read as JSON where it parses (numbers, true,
+    null), else kept as a string."""
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise SystemExit(f"--set {item!r}: expected PARAM=VALUE, e.g. --set epochs=16")
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--datasets", default="wine,breast_cancer,iris,digits")
@@ -85,6 +98,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--max-agglomerative", type=int, default=20000)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--set", action="append", default=[], metavar="PARAM=VALUE",
+                   help="a CoHiClust parameter other than its default, e.g. --set epochs=16 (repeatable; "
+                   "recorded in each line's 'params'); the issue's rule is defaults only")
     args = p.parse_args()
 
     import torch
@@ -96,6 +112,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    overrides = dict(_parse_set(item) for item in args.set)
     for name in [d.strip() for d in args.datasets.split(",") if d.strip()]:
         x, y, k = load_matrix(name, args.mnist_root, args.embedding)
         n, d = x.shape
@@ -111,9 +128,10 @@ def main() -> None:
                 for seed in [int(s) for s in args.seeds.split(",")]:
                     started, cpu = time.perf_counter(), time.process_time()
                     # Defaults: only n_clusters (the issue's rule), and the seed.
-                    model = CoHiClust(n_clusters=k, seed=seed, device=args.device, verbose=False).fit(x)
+                    model = CoHiClust(n_clusters=k, seed=seed, device=args.device, verbose=False, **overrides).fit(x)
                     emit("cohiclust", seed, model.labels_, model.hierarchy_, time.perf_counter() - started,
-                         cpu_seconds=round(time.process_time() - cpu, 3), backbone=model.backbone_)
+                         cpu_seconds=round(time.process_time() - cpu, 3), backbone=model.backbone_,
+                         **({"params": overrides} if overrides else {}))
                 continue
             if method == "kmeans":
                 r = kmeans(x, k, n_init=10, random_state=0)

@@ -87,3 +87,18 @@ def test_an_unknown_precision_is_one_line_naming_the_choices(tmp_path, capsys):
     assert code == 2 and err.count("\n") == 1
     assert "float16" in err and "bfloat16" in err and "float32" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_input_space_mode_says_bfloat16_has_nothing_to_speed_up_and_trains_in_float32(monkeypatch):
+    """No network in input-space mode: precision='bfloat16' warns and changes nothing (the same
+    tree and labels as float32, bit for bit)."""
+    monkeypatch.setattr(basemod, "cpu_has_bf16", lambda: True)
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(c, 1.0, (60, 5)) for c in (-4.0, 0.0, 4.0)]).astype(np.float32)
+    params = dict(n_clusters=3, epochs=12, tree_draws=1, seed=0, verbose=False, device="cpu")
+    with pytest.warns(UserWarning, match="nothing to speed up in input-space mode"):
+        bf16 = CoHiClust(**params, precision="bfloat16").fit(x)
+    fp32 = CoHiClust(**params, precision="float32").fit(x)
+    assert bf16.backbone_ == "input"
+    np.testing.assert_array_equal(bf16.labels_, fp32.labels_)
+    np.testing.assert_array_equal(bf16.predict_proba(x), fp32.predict_proba(x))

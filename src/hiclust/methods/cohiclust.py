@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import math
@@ -485,10 +486,20 @@ class CoHiClust(DeepClusterer):
             # lifted the noisy last components of MNIST PCA-64 to the leading ones' weight (NMI
             # 0.628 vs 0.674, benchmarks/RESULTS.md). Exact and deterministic: a resume finds the same.
             self._warn_scales()
+            if self.backbone_ == "input" and self.precision == "bfloat16":
+                warnings.warn("precision='bfloat16' has nothing to speed up in input-space mode (backbone 'input': "
+                              "one linear layer, no network); it trains in float32", UserWarning,
+                              stacklevel=user_stacklevel())
             neighbours, _ = knn_graph(self._x * self.feature_std_, k)
             noise = INPUT_SPACE_NOISE if self.backbone_ == "input" else FEATURE_NEIGHBOUR_NOISE
             self._feature_views = NeighbourViews(self._x, neighbours, noise).to(self.device_)
         return [Phase("train", epochs=self._n_epochs, lr=self._lr(), schedule=self.lr_schedule)]
+
+    def _autocast(self) -> Any:
+        # Input-space mode has no network: bfloat16 would only round the tree's one linear layer.
+        if getattr(self, "backbone_", None) == "input":
+            return contextlib.nullcontext()
+        return super()._autocast()
 
     def _warn_scales(self) -> None:
         """Warns when a column's spread is more than SCALE_WARNING_RATIO times the median
