@@ -81,11 +81,12 @@ def test_mlp_mode_default_epochs_aim_at_about_600_steps():
 
     assert epochs(1797) == 86  # 7 steps of 256 per epoch: ceil(600 / 7)
     assert epochs(10_000) == 16  # 39 steps per epoch: ceil(600 / 39)
-    assert epochs(70_000) == 8 == CoHiClust(n_clusters=10).feature_epochs(70_000)  # 273 steps per epoch: the floor
+    assert epochs(70_000) == 16 == CoHiClust(n_clusters=10).feature_epochs(70_000)  # 273 steps per epoch: the floor
     model = CoHiClust(n_clusters=10)
-    assert model._schedule(False, 8) == (4, 1, 1)  # pre-training shortened: 6 prunings + 1 epoch after
+    assert model._schedule(False, 16) == (4, 5, 6)  # a third pre-training; 1 tree epoch, 6 prunings, 4 after
+    assert model._schedule(False, 8) == (4, 1, 1)  # 8 epochs: pre-training shortened to 1 for the 6 prunings + 1
     assert epochs(70_000, k=100) == 30  # 1 epoch of pre-training, 28 prunings, 1 epoch after them
-    assert epochs(70_000, pretrain_epochs=5) == 12
+    assert epochs(70_000, pretrain_epochs=12) == 19  # 12 + 6 prunings + 1, above the floor
     assert epochs(500) == 100 and epochs(70_000, epochs=7, k=4) == 7  # input-space mode; given value
     assert CoHiClust()._epochs(prepare_data(np.zeros((70_000, 1, 8, 8), np.uint8))) == 100  # images
 

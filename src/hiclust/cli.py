@@ -116,7 +116,7 @@ def derive_defaults(config: Any, n: int, input_space: bool = False,
     run on a feature matrix in input-space mode (``input_space``): the estimator's own defaults
     are made for small matrices (several passes per epoch, no pre-training). On any other
     feature matrix (``feature_matrix``) CoHiClust's epochs are left to the estimator too (about
-    600 optimizer steps); only the batch size is derived.
+    600 optimizer steps, at least 16 epochs); only the batch size is derived.
 
     * ``batch_size``: the class default (256) when n >= 4 * 256, else the largest power of two
       <= n / 4 (at least 2): several full batches per epoch.
@@ -363,10 +363,10 @@ def run_training(
         params, notes = derive_defaults(config, len(data), input_space, feature_matrix=isinstance(data, FeatureDataset))
         if config.method == "cohiclust" and isinstance(data, FeatureDataset) and not input_space \
                 and params.get("epochs") is None:
-            from hiclust.methods.cohiclust import FEATURE_STEPS
-
-            epochs = make_estimator("cohiclust", dict(params)).feature_epochs(len(data))
-            notes.append(f"--epochs {epochs} (about {FEATURE_STEPS} optimizer steps)")
+            estimator = make_estimator("cohiclust", dict(params))
+            epochs = estimator.feature_epochs(len(data))
+            steps = epochs * (len(data) // estimator.batch_size)
+            notes.append(f"--epochs {epochs} ({steps:,} optimizer steps)")
         if config.method in ("cohiclust", "cc", "simclr") and not isinstance(data, FeatureDataset) \
                 and params.get("backbone", "auto") == "auto":
             # Say which network "auto" picked: ResNet18 on small images is the slow surprise.

@@ -48,11 +48,14 @@ INPUT_SPACE_MIN_STEPS = 8
 # in input-space mode), with noise of this sd (column sds), and ``epochs=None`` trains for about
 # FEATURE_STEPS optimizer steps, at least FEATURE_MIN_EPOCHS and at most DEFAULT_EPOCHS epochs,
 # more where the prunings need them (pre-training is then shortened to fit). Measured in
-# benchmarks/RESULTS.md ("Feature matrices, MLP mode"): more steps did not help, and 70,000 rows
-# × 100 epochs took 35 minutes on 2 cores.
+# benchmarks/RESULTS.md ("Feature matrices, MLP mode"): more steps did not help on 10,000 rows,
+# and 70,000 rows × 100 epochs took 35 minutes on 2 cores. The floor is 16, not 8: 8 epochs
+# left a 70,000-row matrix (K = 10) one epoch of pre-training, and the tree then split a poor
+# representation (a 512-d embedding, seed 2: ACC 0.815 at 8 epochs, 0.858 at 16 with 1 of
+# pre-training, 0.890 at 16 with 5; "Feature matrices: more epochs for large matrices").
 FEATURE_NEIGHBOUR_NOISE = 0.1
 FEATURE_STEPS = 600
-FEATURE_MIN_EPOCHS = 8
+FEATURE_MIN_EPOCHS = 16
 DEFAULT_EPOCHS = 100
 # ``augmentation`` values for a feature matrix: 'neighbours' (NeighbourViews), 'noise'
 # (FeatureAugment: masking and Gaussian noise), 'auto' (neighbours when the matrix is in memory).
@@ -204,7 +207,7 @@ class CoHiClust(DeepClusterer):
                     "T, depth of the complete tree (2^T leaves before pruning); None: ceil(log2 K)."),
         epochs=Param([Interval(Integral, 1, None, closed="left"), None],
                      "Total epochs, pre-training included; None: 100, except for a feature matrix in MLP mode: "
-                     "about 600 optimizer steps (8 to 100 epochs, more where the prunings need them).",
+                     "about 600 optimizer steps (16 to 100 epochs, more where the prunings need them).",
                      resume="free"),
         pretrain_epochs=Param([Interval(Integral, 0, None, closed="left"), None],
                               "Epochs of NT-Xent alone before the tree terms; None: epochs // 3 (0 in "
