@@ -112,10 +112,10 @@ def load_prediction_input(path: str | Path, image_size: int | None = None, *, fe
                           label_column: str | None = None, id_column: str | None = None,
                           strict: bool = False) -> tuple[Any, list[str]]:
     """Loads a folder of images, one image file, a shard directory written by ``hiclust shard`` (a
-    folder holding dataset.json and index.npz), a .npy array or (``features=True``, or a .npz/.csv/.parquet
-    file) a feature matrix; returns (ImageDataset or FeatureDataset, input names). The names are
-    the files' paths relative to the folder (an image file's name), a shard directory's stored item ids, the row numbers
-    of an array, or a feature file's ids. Data over the memory budget (``--max-memory``) is
+    folder holding dataset.json and index.npz), a .npy array or (``features=True``, or a
+    .npz/.csv/.parquet file) a feature matrix; returns (ImageDataset or FeatureDataset, input
+    names). The names are the files' paths relative to the folder (an image file's own name), a
+    shard directory's stored item ids, the row numbers of an array, or a feature file's ids. Data over the memory budget (``--max-memory``) is
     streamed: the dataset's images / features are a :class:`~hiclust.data.streaming.DiskRows`.
     A folder's unreadable image files are skipped with a warning that names them, as ``train``
     does (their names are then absent from the rows); ``strict``: refuse them instead."""
@@ -153,13 +153,14 @@ def load_prediction_input(path: str | Path, image_size: int | None = None, *, fe
             ndim = None  # load_dataset says what is wrong with the file
         if ndim == 2:  # predict's own words: the train-side hint (--dataset features:) does not apply here
             raise ValueError(f"--input {p} holds a 2-D feature matrix, but the run's model was fitted on images; "
-                             "pass a folder of images, an image file or a .npy image array (N, H, W[, C]) / (N, C, H, W)")
+                             "pass a folder of images, an image file or a .npy image array "
+                             "(N, H, W[, C]) / (N, C, H, W)")
         data = load_dataset(f"npy:{p}", split="all", image_size=image_size)
         return data, [str(i) for i in range(len(data))]
     if not p.exists():
         raise FileNotFoundError(f"--input {p}: no such file or folder")
-    raise ValueError(f"--input {p} must be a folder of images, an image file or a .npy array (N, H, W[, C]) / (N, C, H, W), or a "
-                     "shard directory written by 'hiclust shard' "
+    raise ValueError(f"--input {p} must be a folder of images, an image file or a .npy array "
+                     "(N, H, W[, C]) / (N, C, H, W), or a shard directory written by 'hiclust shard' "
                      "(for a run trained on features: a .npy, .npz, .csv or .parquet feature file)")
 
 
@@ -492,8 +493,8 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("run_dir", help="run directory written by 'hiclust train'")
     p.add_argument("--input", required=True, metavar="PATH",
-                   help="a folder of images (flat, or one sub-folder per class), one image file, a shard directory written by "
-                   "'hiclust shard', or a .npy array of images; for a run trained on features, a feature file (.npy, "
+                   help="a folder of images (flat, or one sub-folder per class), one image file, a shard "
+                   "directory written by 'hiclust shard', or a .npy array of images; for a run trained on features, a feature file (.npy, "
                    ".npz, .csv, .parquet)")
     p.add_argument("--out", default="predictions.csv", help="output CSV (default predictions.csv)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
