@@ -402,6 +402,15 @@ def test_messages_a_new_user_met(tmp_path, capsys):
     with pytest.raises(ValueError, match=r"m\.csv is a file, not a folder of images; for a feature matrix use "
                                          r"features:.*m\.csv"):
         load_dataset(f"folder:{csv}")
+    from PIL import Image
+
+    png = tmp_path / "one.png"  # one image file: put it in a folder, or predict it with a trained run
+    Image.new("L", (8, 8)).save(png)
+    with pytest.raises(ValueError, match=r"one\.png is one image file, not a folder of images; put the images to "
+                                         r"cluster in a folder and pass folder:DIR \(to assign one image with a "
+                                         r"trained run: hiclust predict RUN --input .*one\.png\)"):
+        load_dataset(f"folder:{png}")
+    png.unlink()
     before = csv.read_bytes()
     capsys.readouterr()
     assert cli.main(["train", "--dataset", f"features:{csv}", "--label-column", "label", "--n-clusters", "2",

@@ -3,6 +3,8 @@ views, its choice under backbone='auto', its refusals and its persistence."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -184,3 +186,20 @@ def test_neighbours_are_found_in_the_matrix_as_given_and_mixed_units_warn(monkey
     with pytest.raises(ValueError, match=r"one row of shape \(\d+,\); pass X.reshape\(1, -1\)"):
         model.predict(_blobs(1)[0][0])
     assert model.predict(_blobs(1)[0][:1]).shape == (1,)
+
+
+def test_train_says_the_epochs_steps_and_pre_training_it_fitted_to_a_feature_matrix(tmp_path, capsys):
+    """A feature matrix of 1,100 rows (MLP mode) with no --epochs: the 'fitted to the data' line
+    gives the epochs CoHiClust chose, the optimizer steps they make and the pre-training in them,
+    and the run trains exactly that many epochs."""
+    from hiclust import cli
+
+    x, _ = _blobs(0, sizes=(400, 400, 300), dim=4, spread=1.0)
+    np.save(tmp_path / "m.npy", x.astype(np.float32))
+    assert cli.main(["train", "--dataset", f"features:{tmp_path / 'm.npy'}", "--n-clusters", "3", "--out",
+                     str(tmp_path / "run"), "--device", "cpu", "--threads", "1"]) == 0
+    err = capsys.readouterr().err
+    # 4 batches of 256 per epoch: ceil(600 / 4) = 150, capped at 100 epochs; a third pre-training
+    assert "--epochs 100 (400 optimizer steps, 33 of them pre-training)" in err
+    history = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
+    assert max(h["epoch"] for h in history) == 100

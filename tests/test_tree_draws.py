@@ -39,8 +39,10 @@ def test_the_draw_with_the_smallest_largest_leaf_trains_on(capsys):
     assert len(model.pruned_leaves_) == 1 and model.hierarchy_.n_leaves == 3
     # the log names the draws' masses and the one kept
     shown = " / ".join(f"{m:.3f}" for m in masses)
-    assert (f"[CoHiClust] tree draws: largest leaf mass {shown} at epoch 5; kept draw {model.tree_draw_}, epochs 6-8 "
-            "go on from it") in capsys.readouterr().err
+    kept = model.tree_draw_
+    assert (f"[CoHiClust] tree draws: largest leaf mass {shown} at epoch 5; kept draw {kept} (numbered from 0; "
+            f"mass {model.tree_draw_masses_[kept]:.3f}), epochs 6-8 go on from it") in capsys.readouterr().err
+    assert masses[kept] == min(masses)
 
 
 def test_draws_restart_from_exactly_the_pretrained_state(monkeypatch):

@@ -366,7 +366,9 @@ def run_training(
             estimator = make_estimator("cohiclust", dict(params))
             epochs = estimator.feature_epochs(len(data))
             steps = epochs * (len(data) // estimator.batch_size)
-            notes.append(f"--epochs {epochs} ({steps:,} optimizer steps)")
+            pretrain = "" if params.get("pretrain_epochs") is not None else \
+                f", {estimator._schedule(False, epochs)[1]} of them pre-training"
+            notes.append(f"--epochs {epochs} ({steps:,} optimizer steps{pretrain})")
         if config.method in ("cohiclust", "cc", "simclr") and not isinstance(data, FeatureDataset) \
                 and params.get("backbone", "auto") == "auto":
             # Say which network "auto" picked: ResNet18 on small images is the slow surprise.

@@ -827,6 +827,10 @@ def _folder_files(path: Path, name: str) -> tuple[list[Path], np.ndarray | None,
     """The image files of a folder in row order, their class ids (None: unlabeled) and the class
     names: one sub-folder per class (sorted names → ids), or images directly inside."""
     if not path.is_dir():
+        if path.is_file() and path.name.lower().endswith(IMAGE_EXTENSIONS):
+            raise ValueError(f"{name!r}: {path} is one image file, not a folder of images; put the images to "
+                             f"cluster in a folder and pass folder:DIR (to assign one image with a trained run: "
+                             f"hiclust predict RUN --input {path})")
         if path.is_file():
             raise ValueError(f"{name!r}: {path} is a file, not a folder of images; for a feature matrix use "
                              f"features:{path}, for an image array npy:{path}")

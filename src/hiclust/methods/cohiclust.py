@@ -684,8 +684,10 @@ class CoHiClust(DeepClusterer):
         if self.verbose and dist_utils.is_main():
             masses = " / ".join(f"{m:.3f}" for m in self.tree_draw_masses_)
             rest = f"epochs {end + 1}-{phase.epochs} go on from it" if end < phase.epochs else "it is the result"
-            print(f"[{self._LOG_NAME}] tree draws: largest leaf mass {masses} at epoch {end}; kept draw {best}, "
-                  f"{rest}", file=sys.stderr, flush=True)
+            # Draws are numbered from 0, as tree_draw in the epoch lines and tree_draw_: the kept
+            # draw's mass is named too, so the line does not read as if the wrong one was kept.
+            print(f"[{self._LOG_NAME}] tree draws: largest leaf mass {masses} at epoch {end}; kept draw {best} "
+                  f"(numbered from 0; mass {self.tree_draw_masses_[best]:.3f}), {rest}", file=sys.stderr, flush=True)
         self._use_optimizer_state(phase, state["optimizer"])
         if self._checkpoint is not None:  # the chosen draw is where a resume continues
             self._save_training({"phase": phase.name, "epoch": end})
