@@ -766,8 +766,14 @@ def load_image_file(path: str | os.PathLike[str], image_size: int | None = None)
     decoded = _decode(path, image_size)
     if isinstance(decoded, str):
         raise CorruptImageError(f"{path} could not be read as an image: {decoded}")
-    stack = decoded[None, None] if decoded.ndim == 2 else decoded.transpose(2, 0, 1)[None]  # (1, C, H, W)
-    return ImageDataset(torch.from_numpy(np.ascontiguousarray(stack)), None, None, path.stem, [path.name])
+    return ImageDataset(_stack_nchw([decoded]), None, None, path.stem, [path.name])
+
+
+def _stack_nchw(decoded: list[np.ndarray]) -> torch.Tensor:
+    """Decoded images of one size, all (H, W) or all (H, W, 3) uint8 → (N, C, H, W) uint8 tensor."""
+    stack = np.stack(decoded)
+    stack = stack[:, None] if stack.ndim == 3 else stack.transpose(0, 3, 1, 2)
+    return torch.from_numpy(np.ascontiguousarray(stack))
 
 
 def class_dirs(path: Path) -> list[Path]:
@@ -893,13 +899,9 @@ def _load_folder(path: Path, *, image_size: int | None, strict: bool, name: str,
             "pass image_size=S to resize every image to S×S"
         )
     good = _mixed_colour(path, good, good_files)
-    if good[0].ndim == 2:
-        stack = np.stack(good)[:, None]  # (N, 1, H, W)
-    else:
-        stack = np.stack(good).transpose(0, 3, 1, 2)
     labels = None if file_labels is None else torch.from_numpy(file_labels[ok])
     ids = [f.relative_to(path).as_posix() for f in good_files]
-    return ImageDataset(torch.from_numpy(np.ascontiguousarray(stack)), labels, class_names, name, ids)
+    return ImageDataset(_stack_nchw(good), labels, class_names, name, ids)
 
 
 _GRAY_MODES = ("1", "L", "LA", "I;16", "I;16B", "I;16L", "I;16N", "I")  # decoded to one channel by _decode

@@ -335,7 +335,8 @@ def _columns_as_trained(model: Any, data: Any, source: str) -> Any:
             f"missing: {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}" if missing else "") if part)
         raise ValueError(f"{source}'s columns are not those the run was trained on ({what}); give a file with the "
                          "training file's feature columns (plus, if you like, its label and id columns)")
-    order = [list(given).index(c) for c in fitted]
+    position = {c: i for i, c in enumerate(given)}
+    order = [position[c] for c in fitted]
     print(f"hiclust predict: {source}'s columns are those of the training file in another order; they are matched "
           "by name", file=sys.stderr)
     return dataclasses.replace(data, features=data.features[:, order].contiguous(), feature_names=fitted)
