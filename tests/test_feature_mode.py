@@ -203,3 +203,80 @@ def test_train_says_the_epochs_steps_and_pre_training_it_fitted_to_a_feature_mat
     assert "--epochs 100 (400 optimizer steps, 33 of them pre-training)" in err
     history = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
     assert max(h["epoch"] for h in history) == 100
+
+
+# ----------------------------------------------------------------------- whitened input space
+def test_neighbour_whitening_matches_the_pairwise_covariance_computed_by_hand():
+    from hiclust.data.features import neighbour_whitening
+
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.standard_normal((30, 4)) @ rng.standard_normal((4, 4))).float()
+    neighbours = torch.from_numpy(rng.integers(0, 30, size=(30, 3)))
+    for shrinkage in (0.0, 0.3):
+        w, w_inv = neighbour_whitening(x, neighbours, shrinkage)
+        assert w.shape == w_inv.shape == (4, 4) and w.dtype == torch.float32
+        # Brute force: one outer product per (row, neighbour) pair.
+        c = np.zeros((4, 4))
+        for i in range(30):
+            for j in neighbours[i].tolist():
+                d = (x[i] - x[j]).double().numpy()
+                c += np.outer(d, d)
+        c /= 90
+        c = (1 - shrinkage) * c + shrinkage * np.trace(c) / 4 * np.eye(4)
+        # Whitened differences have identity covariance: Wᵀ C' W = I; and W⁻¹ inverts W.
+        np.testing.assert_allclose(w.double().numpy().T @ c @ w.double().numpy(), np.eye(4), atol=1e-4)
+        np.testing.assert_allclose((w @ w_inv).numpy(), np.eye(4), atol=1e-4)
+    with pytest.raises(ValueError, match="shrinkage"):
+        neighbour_whitening(x, neighbours, 1.5)
+
+
+def test_neighbour_views_noise_follows_the_basis():
+    basis = torch.tensor([[2.0, 0.0], [1.0, 0.5]])  # noise = g @ basis: covariance basisᵀ basis
+    x = torch.zeros(3, 2)
+    views = NeighbourViews(x, torch.tensor([[1], [2], [0]]), noise=0.5, noise_basis=basis)
+    out = views(torch.zeros(20000, dtype=torch.long), generator=torch.Generator().manual_seed(0))
+    assert out.shape == (40000, 2) and out.dtype == torch.float32
+    cov = torch.cov(out.T)
+    torch.testing.assert_close(cov, 0.25 * basis.T @ basis, atol=0.03, rtol=0.03)
+    assert not torch.equal(out[0], out[1])  # drawn per sample
+    with pytest.raises(ValueError, match="noise_basis"):
+        NeighbourViews(x, torch.tensor([[1], [2], [0]]), noise_basis=torch.eye(3))
+
+
+def test_input_space_fit_whitens_and_keeps_the_draw_of_least_within_cluster_spread():
+    x, y = _blobs(1, sizes=(50, 80, 30))
+    model = CoHiClust(n_clusters=3, epochs=20, tree_draws=3, random_state=1, verbose=False, device="cpu").fit(x)
+    assert model.input_whitening_ and model.model_.backbone.whiten
+    assert clustering_accuracy(y, model.labels_) >= 0.97
+    w = model.model_.backbone.transform
+    assert not torch.allclose(w, torch.eye(5))  # a real map, not the identity it starts as
+    # The criterion recorded for the kept draw is k-means' criterion of the final partition in
+    # the whitened coordinates, computed here by hand; and it is the smallest of the draws.
+    z = ((torch.from_numpy(x) - model.feature_mean_) / model.feature_std_) @ w
+    z, labels = z.double().numpy(), model.labels_
+    by_hand = sum(((z[labels == c] - z[labels == c].mean(0)) ** 2).sum() for c in np.unique(labels)) / len(z)
+    assert model.tree_draw_within_ss_[model.tree_draw_] == pytest.approx(by_hand, rel=1e-4)
+    assert model.tree_draw_ == int(np.argmin(model.tree_draw_within_ss_))
+    assert len(model.tree_draw_masses_) == 3
+
+
+def test_input_space_models_saved_before_whitening_still_load(tmp_path):
+    from hiclust.checkpoint import load_checkpoint, save_checkpoint
+
+    x, _ = _blobs(3, sizes=(40, 40, 40))
+    model = CoHiClust(n_clusters=3, epochs=6, prune_start=2, tree_draws=1, verbose=False, device="cpu").fit(x)
+    model.save(tmp_path / "new.pt")
+    whitened, w = model.predict_proba(x), model.model_.backbone.transform.clone()
+    config, state = load_checkpoint(tmp_path / "new.pt", expected_class="CoHiClust")
+    # What the same fit saved before: no whitening flag, no transform buffer (identity map).
+    del state["input_whitening"]
+    state["model"] = {k: v for k, v in state["model"].items() if k != "backbone.transform"}
+    model.model_.backbone.set_transform(torch.eye(5))
+    save_checkpoint(tmp_path / "old.pt", model_class="CoHiClust", config=config, state=state)
+    old = CoHiClust.load(tmp_path / "old.pt")
+    assert not old.input_whitening_ and not old.model_.backbone.whiten
+    np.testing.assert_allclose(old.predict_proba(x), model.predict_proba(x), rtol=1e-5, atol=1e-6)
+    new = CoHiClust.load(tmp_path / "new.pt")
+    assert new.input_whitening_
+    torch.testing.assert_close(new.model_.backbone.transform, w)
+    np.testing.assert_array_equal(new.predict_proba(x), whitened)

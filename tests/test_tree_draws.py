@@ -32,7 +32,7 @@ def test_the_draw_with_the_smallest_largest_leaf_trains_on(capsys):
     ends = [seen[i]["leaf_mass"] for i in (4, 7, 10)]
     masses = [max(m) for m in ends]
     assert model.tree_draw_masses_ == pytest.approx(masses, abs=1e-5)
-    assert model.tree_draw_ == int(np.argmin(masses))
+    assert model.tree_draw_ == int(np.argmin(masses)) and model.tree_draw_within_ss_ is None
     # the model's history is the chosen draw's: epochs 1..8 once each
     assert [h["epoch"] for h in model.history_] == list(range(1, 9))
     assert all(h.get("tree_draw") == model.tree_draw_ for h in model.history_[2:5])
@@ -100,8 +100,11 @@ def test_input_space_mode_draws_five_finished_trees_by_default(capsys):
     x = blobs(60, 4)
     model = CoHiClust(n_clusters=3, epochs=12, seed=1, verbose=True).fit(x)
     assert model.backbone_ == "input" and model.tree_draws is None
-    assert len(model.tree_draw_masses_) == 5 and model.tree_draw_ == int(np.argmin(model.tree_draw_masses_))
+    # there the criterion is the within-cluster sum of squares, not the largest leaf's mass
+    assert len(model.tree_draw_masses_) == len(model.tree_draw_within_ss_) == 5
+    assert model.tree_draw_ == int(np.argmin(model.tree_draw_within_ss_))
     err = capsys.readouterr().err
+    assert "tree draws: within-cluster sum of squares" in err
     # compared at the last epoch: the kept tree is the result, and the history is its own
     assert "at epoch 12; kept draw" in err and "it is the result" in err
     assert [h["epoch"] for h in model.history_] == list(range(1, 13))

@@ -293,19 +293,40 @@ class InputSpace(nn.Module):
     the tree head's splits are hyperplanes of the input space. CoHiClust uses it for small
     feature matrices, where a learned network has too few samples to learn from.
 
+    With ``whiten=True`` the features are h = x · W for a fixed (D, D) matrix W (a buffer saved
+    with the weights; the identity until :meth:`set_transform`). A linear map changes no
+    hyperplane tree's possible partitions, only the coordinates in which the tree learns them and
+    in which the views' noise is isotropic (docs/methods.md, "Feature matrices").
+
     Shapes: input (B, D) or (B, ...) with D elements per sample, output (B, D) float32.
 
     >>> import torch
     >>> InputSpace(3)(torch.ones(2, 3)).shape, InputSpace(3).feature_dim
     (torch.Size([2, 3]), 3)
+    >>> m = InputSpace(2, whiten=True); m.set_transform(torch.tensor([[2.0, 0.0], [0.0, 3.0]]))
+    >>> m(torch.ones(1, 2)).tolist()
+    [[2.0, 3.0]]
     """
 
-    def __init__(self, in_features: int) -> None:
+    def __init__(self, in_features: int, whiten: bool = False) -> None:
         super().__init__()
         self.feature_dim: int = int(in_features)
+        self.whiten = bool(whiten)
+        if self.whiten:
+            self.register_buffer("transform", torch.eye(self.feature_dim))
+
+    def set_transform(self, transform: torch.Tensor) -> None:
+        """Sets W, shape (D, D)."""
+        if not self.whiten:
+            raise RuntimeError("this InputSpace was built with whiten=False; it has no transform")
+        if tuple(transform.shape) != (self.feature_dim, self.feature_dim):
+            raise ValueError(f"transform must have shape ({self.feature_dim}, {self.feature_dim}), "
+                             f"got {tuple(transform.shape)}")
+        self.transform.copy_(transform)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.flatten(1).float()
+        h = x.flatten(1).float()
+        return h @ self.transform if self.whiten else h
 
 
 class MLP(nn.Module):
