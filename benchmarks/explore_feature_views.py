@@ -4,7 +4,10 @@ path: a linear tree head (optionally on an MLP) trained full-data-sampled on sta
 scikit-learn data with CoHiLoss (negative term weighted by --kw neg_w) plus a balance term whose
 targets are proportional to the kept leaves under each child (bal_w), views = a row and one of its
 knn nearest neighbours, each plus Gaussian noise (noise), optional initialisation of the tree from
-k-means or Ward (init), and pruning of the least-used leaf from 30 % of the steps.
+k-means or Ward (init) with, optionally, its cluster sizes as the negative term's size target
+(prior "init": each node's (Σ r)² divided by L·q, q its share in the initialising partition),
+rows whitened by the covariance of neighbour differences (white = k > 0, shrink) or only the
+noise shaped by it (white = −k), and pruning of the least-used leaf from 30 % of the steps.
 
     python benchmarks/explore_feature_views.py --data wine,iris --seeds 0,1,2 --kw '{"bal_w": 0, "noise": 1.0}'
 
@@ -59,20 +62,38 @@ def leaves_under_levels(mask, T):
     return out
 
 
-def wcohiloss(da, db, mask, neg_w):
+def wcohiloss(da, db, mask, neg_w, prior=None):
     n = da.shape[0]
     levels = level_probabilities(torch.cat([da, db]))
     levels[-1] = levels[-1] * mask
     tot = 0.0
     n_rows = 2 * n; n_neg = n_rows * n_rows - n_rows
-    for p in levels:
+    for t, p in enumerate(levels, start=1):
         r = torch.sqrt(p + 1e-8)
-        allp = r.sum(0).square().sum(); pos = 2.0 * (r[:n] * r[n:]).sum()
+        if prior is None:
+            allp = r.sum(0).square().sum()
+        else:
+            q = prior[t]; L = (q > 0).sum()
+            w = torch.where(q > 0, L * q, torch.ones_like(q))
+            allp = (r.sum(0).square() / w).sum()
+        pos = 2.0 * (r[:n] * r[n:]).sum()
         tot = tot + neg_w * (allp - pos) / n_neg - pos / n_rows
     return tot
 
 
-def run(x, y, k, seed, variant, neg_w=1.0, steps=1500, knn=10, bal_w=1.0, noise=0.1, hidden=0, lr=1e-2, init="none"):
+def run(x, y, k, seed, variant, neg_w=1.0, steps=1500, knn=10, bal_w=1.0, noise=0.1, hidden=0, lr=1e-2, init="none", prior="none", init_steps=300, bs=256, white=0, shrink=0.0):
+    Lc = None
+    if white < 0:  # standardized rows, noise shaped like the neighbour differences (k = -white)
+        idx = NearestNeighbors(n_neighbors=-white+1).fit(x).kneighbors(x, return_distance=False)[:,1:]
+        dd = (x[:,None,:]-x[idx]).reshape(-1,x.shape[1]).astype(np.float64)
+        Lc = torch.from_numpy(np.linalg.cholesky(dd.T@dd/len(dd)).astype(np.float32))
+    if white > 0:  # the rows themselves whitened by their neighbour differences (k = white)
+        idx = NearestNeighbors(n_neighbors=white + 1).fit(x).kneighbors(x, return_distance=False)[:, 1:]
+        dd = (x[:, None, :] - x[idx]).reshape(-1, x.shape[1]).astype(np.float64)
+        c = dd.T @ dd / len(dd)
+        c = (1 - shrink) * c + shrink * np.trace(c) / len(c) * np.eye(len(c))
+        ev, vec = np.linalg.eigh(c)
+        x = (x @ (vec / np.sqrt(ev))).astype(np.float32)
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     n, d = x.shape
@@ -94,6 +115,7 @@ def run(x, y, k, seed, variant, neg_w=1.0, steps=1500, knn=10, bal_w=1.0, noise=
     # prune one leaf every 50 steps after 30% of training
     start = int(steps * 0.3)
     schedule = [start + 50 * i for i in range(n_prune)]
+    pri = None
     if init != "none":
         if init == "kmeans":
             lab = KMeans(k, n_init=10, random_state=0).fit_predict(x)
@@ -125,7 +147,14 @@ def run(x, y, k, seed, variant, neg_w=1.0, steps=1500, knn=10, bal_w=1.0, noise=
             mask[l] = 1
         target_leaf = torch.tensor([leaf_of_cluster[c] for c in lab])
         n_prune = 0; schedule = []
-        for it in range(300):
+        shares = torch.zeros(2**T)
+        for c, l in leaf_of_cluster.items():
+            shares[l] = sizes[c] / n
+        pri = {T: shares}
+        cur = shares
+        for t in range(T - 1, 0, -1):
+            cur = cur.reshape(-1, 2).sum(1); pri[t] = cur
+        for it in range(init_steps):
             dec = torch.sigmoid(head(back(X)))
             P = level_probabilities(dec)[-1] * mask
             loss = nn.functional.nll_loss(torch.log(P.clamp_min(1e-9)), target_leaf)
@@ -138,14 +167,17 @@ def run(x, y, k, seed, variant, neg_w=1.0, steps=1500, knn=10, bal_w=1.0, noise=
                 back.train()
                 mass = P.mean(0); mass[mask == 0] = float("inf")
                 mask[int(mass.argmin())] = 0
-        i = torch.randint(0, n, (min(n, 256),), generator=g)
+        i = torch.randint(0, n, (min(n, bs),), generator=g)
         j = NN[i, torch.randint(0, knn, (len(i),), generator=g)]
-        xa = X[i] + noise * torch.randn(len(i), d, generator=g)
-        xb = X[j] + noise * torch.randn(len(i), d, generator=g)
+        ea = torch.randn(len(i), d, generator=g); eb = torch.randn(len(i), d, generator=g)
+        if Lc is not None:
+            ea = ea @ Lc.T; eb = eb @ Lc.T
+        xa = X[i] + noise * ea
+        xb = X[j] + noise * eb
         dec = torch.sigmoid(head(back(torch.cat([xa, xb]))))
         da, db = dec[: len(i)], dec[len(i):]
         levels = level_probabilities(torch.cat([da, db]))
-        L = wcohiloss(da, db, mask, neg_w) + bal_w * balance(levels, mask, leaves_under_levels(mask, T))
+        L = wcohiloss(da, db, mask, neg_w, pri if prior == "init" else None) + bal_w * balance(levels, mask, leaves_under_levels(mask, T))
         opt.zero_grad(); L.backward(); opt.step()
     back.eval()
     with torch.no_grad():

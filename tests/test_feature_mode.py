@@ -280,3 +280,14 @@ def test_input_space_models_saved_before_whitening_still_load(tmp_path):
     assert new.input_whitening_
     torch.testing.assert_close(new.model_.backbone.transform, w)
     np.testing.assert_array_equal(new.predict_proba(x), whitened)
+
+
+def test_wide_matrices_keep_the_standardized_coordinates(monkeypatch):
+    import hiclust.methods.cohiclust as cohiclust_module
+
+    monkeypatch.setattr(cohiclust_module, "INPUT_SPACE_MAX_WHITEN_DIM", 4)  # the blobs have 5 columns
+    x, y = _blobs(2)
+    model = CoHiClust(n_clusters=3, epochs=30, tree_draws=1, random_state=2, verbose=False, device="cpu").fit(x)
+    assert model.backbone_ == "input" and not model.input_whitening_
+    assert not model.model_.backbone.whiten and not hasattr(model.model_.backbone, "transform")
+    assert clustering_accuracy(y, model.labels_) >= 0.97
