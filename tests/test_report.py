@@ -485,6 +485,27 @@ def test_cli_predict_one_image_file(run_dir, tmp_path, capsys):
         assert name in err and len(err.strip().splitlines()) == 1 and not out2.exists()
 
 
+def test_cli_predict_on_a_mixed_size_folder_names_the_trained_size(run_dir, tmp_path, capsys):
+    """A folder of images of two sizes cannot be stacked: the one line says which --image-size
+    (the model's own, 8 for digits) makes it work, and following it does."""
+    from hiclust.cli import main
+
+    arr = load_dataset("digits", split="all").subset(np.arange(3)).images[:, 0].numpy()
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    Image.fromarray(arr[0]).save(folder / "a.png")
+    Image.fromarray(arr[1]).save(folder / "b.png")
+    Image.fromarray(arr[2]).resize((12, 12)).save(folder / "c.png")
+    out = tmp_path / "p.csv"
+    capsys.readouterr()
+    assert main(["predict", str(run_dir), "--input", str(folder), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--image-size 8 " in err and "the size this model was trained at" in err
+    assert not out.exists()
+    assert main(["predict", str(run_dir), "--input", str(folder), "--out", str(out), "--image-size", "8"]) == 0
+    assert len(_read_csv(out)) == 3
+
+
 def test_cli_evaluate_prints_levels(run_dir, capsys):
     from hiclust.cli import main
 

@@ -164,6 +164,19 @@ def load_prediction_input(path: str | Path, image_size: int | None = None, *, fe
                      "(for a run trained on features: a .npy, .npz, .csv or .parquet feature file)")
 
 
+def _name_the_trained_size(exc: ValueError, model: Any, features: bool) -> ValueError:
+    """``exc`` with the size the model was trained at in place of the generic "image_size=S"
+    (a folder of mixed sizes must be resized, and to that size)."""
+    shape = tuple(getattr(model, "input_shape_", ()) or ())
+    text = str(exc)
+    if features or len(shape) != 3 or shape[1] != shape[2] or "image_size=S to resize every image to S×S" not in text:
+        return exc
+    size = shape[1]
+    return ValueError(text.replace("image_size=S to resize every image to S×S",
+                                   f"--image-size {size} to resize every image to {size}×{size}, the size this "
+                                   "model was trained at"))
+
+
 def check_input_shape(model: Any, data: Any, source: str) -> None:
     """Raises ValueError unless ``data``'s images have the shape the model was fitted on."""
     expected = tuple(int(s) for s in getattr(model, "input_shape_", ()) or ())
@@ -388,9 +401,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         label_column, id_column = args.label_column, args.id_column
         if features:
             label_column, id_column = _run_columns_in(args.run_dir, args.input, label_column, id_column)
-        data, names = load_prediction_input(args.input, args.image_size, features=features,
-                                            label_column=label_column, id_column=id_column,
-                                            strict=args.strict)
+        try:
+            data, names = load_prediction_input(args.input, args.image_size, features=features,
+                                                label_column=label_column, id_column=id_column,
+                                                strict=args.strict)
+        except ValueError as exc:
+            raise _name_the_trained_size(exc, model, features) from None
         if features:
             data = _columns_as_trained(model, data, args.input)
         check_input_shape(model, data, args.input)
