@@ -123,6 +123,13 @@ def test_unlabeled_run_summary_and_label_free_evaluation(files, tmp_path, capsys
     result = cli.evaluate_run(out, device="cpu")
     assert "metrics" not in result and result["label_free"]["silhouette_items"] in (0, 60)
     assert [lv["n_groups"] for lv in result["label_free"]["levels"]][-1] == 3
+    # 60 rows are split directly (input-space mode): the silhouette is on the whitened rows, a
+    # fixed map, and the text does not call them a learned representation
+    assert result["label_free"]["representation"] == "whitened rows"
+    from hiclust.report.summary import format_label_free
+
+    text = format_label_free(dict(result["label_free"], silhouette=0.5, silhouette_items=60))
+    assert "silhouette of the leaves on the whitened rows (cosine, 60 items)" in text
 
 
 def test_summary_warns_of_empty_tiny_and_dominant_leaves():

@@ -173,7 +173,7 @@ def test_neighbours_are_found_in_the_matrix_as_given_and_mixed_units_warn(monkey
     seen = []
     real = dec.knn_graph
     monkeypatch.setattr(dec, "knn_graph", lambda a, k: (seen.append(a.detach().cpu().clone()), real(a, k))[1])
-    with pytest.warns(UserWarning, match=r"column 0 \(0-based\) spreads \d+ times as widely as the median .*standardize the") as caught:
+    with pytest.warns(UserWarning, match=r"column 0 \(0-based\) \(sd [0-9.e+-]+, [0-9,]+ times\) spreads more than 100 times as widely as the median .*standardize the") as caught:
         CoHiClust(n_clusters=3, epochs=2, verbose=False, device="cpu").fit(x)
     assert caught[0].filename == __file__  # the warning names the user's fit call, not library code
     centred = x - x.mean(0)
@@ -186,6 +186,27 @@ def test_neighbours_are_found_in_the_matrix_as_given_and_mixed_units_warn(monkey
     with pytest.raises(ValueError, match=r"one row of shape \(\d+,\); pass X.reshape\(1, -1\)"):
         model.predict(_blobs(1)[0][0])
     assert model.predict(_blobs(1)[0][:1]).shape == (1,)
+
+
+def test_the_scale_warning_lists_every_wide_column_against_the_true_median():
+    """Five columns in larger units: the warning counts them, names the three widest (widest
+    first) and compares with the true median sd (the mean of the two middle values of an even
+    count, not the lower one)."""
+    x, _ = _blobs(1)
+    d = x.shape[1]
+    x = np.hstack([x, np.random.default_rng(0).normal(size=(x.shape[0], 11))])  # an even count of columns
+    x = x * np.array([1.0] * (d + 6) + [1000.0, 2000.0, 3000.0, 4000.0, 5000.0])
+    d += 6
+    with pytest.warns(UserWarning) as caught:
+        CoHiClust(n_clusters=3, epochs=2, verbose=False, device="cpu").fit(x)
+    message = str(next(w.message for w in caught if "feature columns" in str(w.message)))
+    sd = (x - x.mean(0)).std(0)
+    median = float(np.median(sd))
+    assert message.startswith("5 feature columns spread more than 100 times")
+    assert f"(sd {median:.3g})" in message
+    widest = [message.index(f"{j} (0-based)") for j in (d + 4, d + 3, d + 2)]
+    assert widest == sorted(widest)
+    assert "and 2 more" in message and f"{d + 1} (0-based)" not in message
 
 
 def test_train_says_the_epochs_steps_and_pre_training_it_fitted_to_a_feature_matrix(tmp_path, capsys):

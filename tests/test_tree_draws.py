@@ -104,7 +104,7 @@ def test_input_space_mode_draws_five_finished_trees_by_default(capsys):
     assert len(model.tree_draw_masses_) == len(model.tree_draw_within_ss_) == 5
     assert model.tree_draw_ == int(np.argmin(model.tree_draw_within_ss_))
     err = capsys.readouterr().err
-    assert "tree draws: within-cluster sum of squares" in err
+    assert "tree draws: within-cluster sum of squares per row (whitened coordinates)" in err
     # compared at the last epoch: the kept tree is the result, and the history is its own
     assert "at epoch 12; kept draw" in err and "it is the result" in err
     assert [h["epoch"] for h in model.history_] == list(range(1, 13))

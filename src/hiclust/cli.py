@@ -575,7 +575,8 @@ def evaluate_run(run_dir: str | Path, device: str = "auto", *, dataset: str | No
                  root: str | None = None, labels: str | Path | None = None) -> dict[str, Any]:
     """Predicts the run's dataset with its model. With labels: metrics overall and per tree level;
     always: the label-free numbers (leaf sizes, balance per level, mean decision confidence,
-    silhouette on the learned representation). Writes ``evaluation.json``. ``dataset`` /
+    silhouette on the learned representation, or on the whitened rows of a small feature matrix
+    split directly). Writes ``evaluation.json``. ``dataset`` /
     ``root`` point at the run's data where it has moved (see :func:`load_run_data`); ``labels``:
     a label file for data stored without labels, or to replace them (see :func:`read_label_file`)."""
     import dataclasses
@@ -888,7 +889,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Route the run's data through its model and report:\n"
                     "  always       leaf sizes, balance per tree level (1 = equal sizes), the mean probability of\n"
                     "               the leaves and of each decision taken, and the silhouette of the leaves on the\n"
-                    "               learned representation (none of these needs labels)\n"
+                    "               learned representation (the whitened rows for a feature matrix under\n"
+                    "               1,000 rows, split directly; none of these needs labels)\n"
                     "  with labels  NMI / ACC / ARI / dendrogram purity / leaf purity overall and per level, the\n"
                     "               super-groups of each level and the leaves x classes table\n"
                     "Writes RUN_DIR/evaluation.json.\n\n"

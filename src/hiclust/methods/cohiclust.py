@@ -160,8 +160,12 @@ class CoHiClust(DeepClusterer):
     balance term); from epoch ``prune_start`` one leaf per epoch (the one with the lowest expected
     mass over that epoch) is pruned until ``n_clusters`` leaves remain. With ``tree_draws`` > 1 the
     tree phase is started from several random draws of the tree head and the draw with the most
-    even leaves is kept (docs/methods.md, "Tree draws"); a small feature matrix split directly
-    (input-space mode) gets 5 draws by default.
+    even leaves is kept (docs/methods.md, "Tree draws").
+
+    A small feature matrix (under 1,000 rows) is split directly (input-space mode): no network,
+    no NT-Xent and no pre-training; the tree splits the whitened rows with CoHiLoss + R1 on
+    neighbour views, and of its 5 default draws the one of least within-cluster sum of squares
+    is kept (docs/methods.md, "Feature matrices").
 
     {parameters}
 
@@ -187,6 +191,10 @@ class CoHiClust(DeepClusterer):
     tree_draw_within_ss_ : list of float or None
         With several tree draws in input-space mode: each draw's within-cluster sum of squares
         per row in the whitened coordinates (the criterion there, smallest kept); None elsewhere.
+    input_whitening_ : bool
+        Input-space mode: whether the tree splits whitened rows (matrices of at most 1,024
+        columns; the map is the backbone's ``transform`` buffer, docs/methods.md, "Feature
+        matrices"). False in every other mode.
     hierarchy_ : hiclust.Hierarchy
     device_ : torch.device
 
@@ -540,16 +548,29 @@ class CoHiClust(DeepClusterer):
         varying = std[std > 2e-6]  # column_stats floors constant columns' sd at 1e-6
         if varying.numel() < 2:
             return
-        ratio = float(varying.max() / varying.median())
+        # The true median (torch.median returns the lower of the two middle values).
+        median = float(np.median(varying.numpy()))
+        ratio = float(varying.max()) / median
         if ratio > SCALE_WARNING_RATIO:
-            big = int(torch.argmax(std))
+            wide = torch.nonzero(std > SCALE_WARNING_RATIO * median).flatten()
+            wide = wide[torch.argsort(std[wide], descending=True)].tolist()
             names = getattr(self, "feature_names_in_", None)
-            column = f"{str(names[big])!r}" if names is not None else f"{big} (0-based)"
+
+            def column(j: int) -> str:
+                name = f"{str(names[j])!r}" if names is not None else f"{j} (0-based)"
+                return f"{name} (sd {float(std[j]):.3g}, {float(std[j]) / median:,.0f} times)"
+
+            shown = ", ".join(column(j) for j in wide[:3]) + (f" and {len(wide) - 3} more" if len(wide) > 3 else "")
+            if len(wide) == 1:
+                head = f"feature column {shown} spreads"
+            else:
+                head = f"{len(wide)} feature columns spread"
+            listing = "" if len(wide) == 1 else f": {shown}"
             warnings.warn(
-                f"feature column {column} spreads {ratio:,.0f} times as widely as the median column (sd "
-                f"{float(std[big]):.3g} vs {float(varying.median()):.3g}); nearest neighbours are found in the matrix "
-                "as given, so the widest columns decide them. If the columns are in different units, standardize "
-                "the matrix first (e.g. sklearn.preprocessing.StandardScaler)",
+                f"{head} more than {SCALE_WARNING_RATIO:g} times as widely as the median column (sd {median:.3g}){listing}; "
+                "nearest neighbours are found in "
+                "the matrix as given, so the widest columns decide them. If the columns are in different units, "
+                "standardize the matrix first (e.g. sklearn.preprocessing.StandardScaler)",
                 UserWarning, stacklevel=user_stacklevel(),
             )
 
@@ -719,7 +740,9 @@ class CoHiClust(DeepClusterer):
             # draw's score is named too, so the line does not read as if the wrong one was kept.
             name, short, scores = "largest leaf mass", "mass", self.tree_draw_masses_
             if self.tree_draw_within_ss_ is not None:
-                name, short, scores = "within-cluster sum of squares", "sum of squares", self.tree_draw_within_ss_
+                coordinates = "whitened" if self.input_whitening_ else "standardized"
+                name = f"within-cluster sum of squares per row ({coordinates} coordinates)"
+                short, scores = "sum of squares", self.tree_draw_within_ss_
             listed = " / ".join(f"{m:.3f}" for m in scores)
             print(f"[{self._LOG_NAME}] tree draws: {name} {listed} at epoch {end}; kept draw {best} "
                   f"(numbered from 0; {short} {scores[best]:.3f}), {rest}", file=sys.stderr, flush=True)

@@ -6,7 +6,8 @@ label-free numbers of ``hiclust evaluate`` on unlabeled data.
 * :func:`leaf_warnings` — empty, tiny and dominant leaves, each with what to try.
 * :func:`format_summary` — leaves with their sizes, the tree drawn in text, the warnings.
 * :func:`label_free_evaluation` — sizes, balance per level, mean decision confidence and the
-  silhouette of the leaves on the learned representation.
+  silhouette of the leaves on the learned representation (on the whitened rows for a matrix
+  split directly).
 
 >>> import numpy as np
 >>> from hiclust.hierarchy import Hierarchy
@@ -255,8 +256,16 @@ def label_free_evaluation(model: Any, X: Any, table: dict[str, Any], *, max_silh
         "sizes": sizes.tolist(), "balance": _balance(sizes), "levels": levels,
         "mean_leaf_probability": None if lp is None else float(np.mean(lp)),
         "mean_step_probability": None if steps is None else float(np.mean(steps)),
-        "silhouette": sil, "silhouette_items": used,
+        "silhouette": sil, "silhouette_items": used, "representation": _representation_name(model),
     }
+
+
+def _representation_name(model: Any) -> str:
+    """What ``model.transform`` gives, in words: CoHiClust's input-space mode has no network, its
+    tree splits the rows through a fixed map (whitened or standardized), nothing learned."""
+    if getattr(model, "backbone_", None) == "input":
+        return "whitened rows" if getattr(model, "input_whitening_", False) else "standardized rows"
+    return "learned representation"
 
 
 def format_label_free(result: dict[str, Any]) -> str:
@@ -270,7 +279,8 @@ def format_label_free(result: dict[str, Any]) -> str:
     if result["mean_step_probability"] is not None:
         out.append(f"  mean probability of each decision taken {result['mean_step_probability']:.4f}")
     if result["silhouette"] is not None:
-        out.append(f"  silhouette of the leaves on the learned representation (cosine, {result['silhouette_items']:,} "
+        where = result.get("representation", "learned representation")  # results saved before it was named
+        out.append(f"  silhouette of the leaves on the {where} (cosine, {result['silhouette_items']:,} "
                    f"items) {result['silhouette']:.4f} (-1..1, higher = better separated)")
     else:
         out.append("  silhouette: - (needs at least 2 non-empty leaves)")
