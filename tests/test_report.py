@@ -10,10 +10,11 @@ import json
 import re
 
 import numpy as np
+import torch
 import pytest
 from PIL import Image
 
-from hiclust import CoHiClust, load_dataset
+from hiclust import CoHiClust, ImageDataset, load_dataset
 from hiclust import metrics as M
 from hiclust.hierarchy import Hierarchy
 from hiclust.report import (
@@ -504,6 +505,46 @@ def test_cli_predict_on_a_mixed_size_folder_names_the_trained_size(run_dir, tmp_
     assert not out.exists()
     assert main(["predict", str(run_dir), "--input", str(folder), "--out", str(out), "--image-size", "8"]) == 0
     assert len(_read_csv(out)) == 3
+
+
+def test_cli_predict_converts_colour_images_for_a_grayscale_run_when_asked(run_dir, tmp_path, capsys):
+    """RGB files for a run trained on grayscale digits: one line that names --channels 1, exit 2,
+    nothing written; with --channels 1 the clusters equal those of the gray files (Pillow's luma
+    formula, so gray pixels saved as RGB come back exactly). --channels on a streamed or feature
+    input is refused in one line."""
+    from hiclust.cli import load_run_model, main
+
+    data = load_dataset("digits", split="all").subset(np.arange(6))
+    arr = data.images[:, 0].numpy()
+    colour = tmp_path / "colour"
+    colour.mkdir()
+    rng = np.random.default_rng(0)
+    for i, a in enumerate(arr):
+        rgb = np.stack([a, a, a], -1)
+        if i == 0:  # one truly coloured image: converted exactly as Pillow's convert("L") does
+            rgb = rng.integers(0, 256, a.shape + (3,), dtype=np.uint8)
+        Image.fromarray(rgb).save(colour / f"{i}.png")
+    out = tmp_path / "p.csv"
+    capsys.readouterr()
+    assert main(["predict", str(run_dir), "--input", str(colour), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "3x8x8" in err and "pass --channels 1 to convert them to grayscale" in err
+    assert not out.exists()
+    assert main(["predict", str(run_dir), "--input", str(colour), "--out", str(out), "--channels", "1"]) == 0
+    rows = _read_csv(out)
+    model, _ = load_run_model(run_dir, "cpu")
+    gray = np.stack([np.asarray(Image.open(colour / f"{i}.png").convert("L")) for i in range(6)])
+    expected = model.predict(ImageDataset.from_numpy(gray[:, None]))
+    assert [int(r["cluster"]) for r in sorted(rows, key=lambda r: r["input"])] == expected.tolist()
+    assert np.array_equal(gray[1:], arr[1:])  # gray pixels saved as RGB come back exactly
+    converted = load_dataset(f"folder:{colour}", split="all").with_channels(1)
+    assert converted.images.shape == (6, 1, 8, 8)
+    assert np.array_equal(converted.images[:, 0].numpy(), gray[[int(n.split(".")[0]) for n in converted.ids()]])
+    # and back: 1 → 3 repeats the channel
+    assert torch.equal(converted.with_channels(3).images, converted.images.expand(-1, 3, -1, -1))
+    streamed = load_dataset(f"folder:{colour}", split="all", max_memory=0)
+    with pytest.raises(ValueError, match="streamed from disk; convert the image files themselves"):
+        streamed.with_channels(1)
 
 
 def test_cli_evaluate_prints_levels(run_dir, capsys):

@@ -40,6 +40,7 @@ import os
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -194,6 +195,26 @@ class ImageDataset:
         """``(C, H, W)`` of one image."""
         c, h, w = self.images.shape[1:]
         return int(c), int(h), int(w)
+
+    def with_channels(self, channels: int) -> ImageDataset:
+        """The same images with ``channels`` (1 or 3) channels: RGB → grayscale by Pillow's
+        ``convert("L")`` formula (ITU-R 601 luma, L = (19595 R + 38470 G + 7471 B + 2^15) >> 16,
+        so a file converted beforehand gives the same pixels), grayscale → RGB by repeating the
+        channel. Needs the images in memory (a streamed collection is refused: convert its files)."""
+        if channels not in (1, 3):
+            raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}")
+        if self.channels == channels:
+            return self
+        if self.is_streamed:
+            raise ValueError("converting the channels needs the images in memory, and this collection is streamed "
+                             "from disk; convert the image files themselves, or raise --max-memory")
+        x = self.images
+        if channels == 3:
+            images = x.expand(-1, 3, -1, -1).contiguous()
+        else:
+            r, g, b = x.to(torch.int32).unbind(1)
+            images = ((19595 * r + 38470 * g + 7471 * b + 32768) >> 16).to(torch.uint8).unsqueeze(1)
+        return dataclasses.replace(self, images=images)
 
     def subset(self, indices: Any) -> ImageDataset:
         """A new dataset with the selected images (integer indices or a boolean mask of length N)."""

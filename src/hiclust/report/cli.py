@@ -194,7 +194,7 @@ def check_input_shape(model: Any, data: Any, source: str) -> None:
                          "or a .npy image array")
     hint = []
     if expected[0] != got[0]:
-        hint.append(f"convert them to {'grayscale' if expected[0] == 1 else 'RGB'} ({expected[0]} channel(s))")
+        hint.append(f"pass --channels {expected[0]} to convert them to {'grayscale' if expected[0] == 1 else 'RGB'}")
     if expected[1:] != got[1:]:
         hint.append(f"pass --image-size {expected[1]} to resize them" if expected[1] == expected[2]
                     else f"resize them to {expected[1]}x{expected[2]}")
@@ -409,6 +409,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             raise _name_the_trained_size(exc, model, features) from None
         if features:
             data = _columns_as_trained(model, data, args.input)
+        if getattr(args, "channels", None) is not None:
+            if features:
+                raise ValueError("--channels converts images; this run was trained on a feature matrix")
+            data = data.with_channels(args.channels)
         check_input_shape(model, data, args.input)
         if world > 1:  # the ranks must have read the same items in the same order
             info = (len(names), hashlib.sha256("\n".join(names).encode("utf-8", "surrogatepass")).hexdigest())
@@ -502,7 +506,8 @@ def register(subparsers: Any) -> None:
                     "directory written by 'hiclust shard' (dataset.json, index.npz, shard-*.tar), a .npy image\n"
                     "array, or for a run trained on features a feature file; input over --max-memory is streamed\n"
                     "from disk.\n"
-                    "The images must have the shape the model was trained on (use --image-size to resize).\n\n"
+                    "The images must have the shape the model was trained on (use --image-size to resize,\n"
+                    "--channels to convert colour images to grayscale or back).\n\n"
                     "Under torchrun each process predicts a contiguous block of the rows and process 0 writes\n"
                     "the whole CSV (the same file as one process writes), e.g.\n"
                     "  torchrun --nproc-per-node 4 -m hiclust predict runs/big --input shards/ --out preds.csv\n\n"
@@ -516,6 +521,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", default="predictions.csv", help="output CSV (default predictions.csv)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.add_argument("--image-size", type=int, default=None, help="resize every input image to this size (square)")
+    p.add_argument("--channels", type=int, choices=(1, 3), default=None,
+                   help="convert the input images to 1 channel (grayscale, Pillow's convert('L') formula) or 3 (RGB, "
+                   "the gray channel repeated) before predicting, for images whose colour layout differs from the "
+                   "run's (images in memory only)")
     p.add_argument("--strict", action="store_true",
                    help="fail on unreadable image files in a --input folder instead of skipping them (with a warning)")
     p.add_argument("--label-column", default=None, metavar="NAME",
