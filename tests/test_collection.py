@@ -432,3 +432,22 @@ def test_messages_a_new_user_met(tmp_path, capsys):
     whole = CoHiClust(**params).fit(data)
     assert list(whole.feature_names_in_) == ["a", "b"]
     assert np.array_equal(whole.labels_, CoHiClust(**params).fit(data.features).labels_)
+
+
+def test_train_says_when_the_crop_size_undoes_image_size(tmp_path, capsys):
+    """--image-size resizes on load, --crop-size is what the network sees: when both are set and
+    differ (a preset's crop beneath a larger resize), train says so and names the flag to change;
+    when they agree it says nothing."""
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "imgs.npy", rng.integers(0, 256, (64, 1, 10, 10), dtype=np.uint8))
+    small = ["--n-clusters", "2", "--depth", "1", "--backbone", "smallcnn", "--epochs", "2", "--pretrain-epochs", "1",
+             "--batch-size", "32", "--device", "cpu", "--seed", "0"]
+    capsys.readouterr()
+    assert cli.main(["train", "--dataset", f"npy:{tmp_path / 'imgs.npy'}", "--image-size", "12", "--crop-size", "8",
+                     *small, "--out", str(tmp_path / "a")]) == 0
+    err = capsys.readouterr().err
+    assert ("note: --image-size 12 resizes the images on load; the network sees 8 px crops of them "
+            "(--crop-size 8); pass --crop-size 12 to train at 12 px") in err
+    assert cli.main(["train", "--dataset", f"npy:{tmp_path / 'imgs.npy'}", "--image-size", "12", "--crop-size", "12",
+                     *small, "--out", str(tmp_path / "b")]) == 0
+    assert "--crop-size" not in capsys.readouterr().err

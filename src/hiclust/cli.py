@@ -420,6 +420,13 @@ def run_training(
             raise type(exc)(in_flag_terms(type(model), str(exc))) from None
     if fitted_note:  # after every refusal above, so that a refused command prints its one line only
         print(fitted_note, file=sys.stderr)
+    crop = config.params.get("image_size")
+    if config.image_size is not None and crop is not None and crop != config.image_size and main_rank \
+            and hasattr(data, "image_shape"):
+        # --image-size and --crop-size are easy to confuse: a preset's crop wins over a larger resize.
+        print(f"note: --image-size {config.image_size} resizes the images on load; the network sees {crop} px "
+              f"crops of them (--crop-size {crop}); pass --crop-size {config.image_size} to train at "
+              f"{config.image_size} px", file=sys.stderr)
     from hiclust.runs import RunLock, commit_overwrite
 
     final_dir = Path(run_dir)
