@@ -10,8 +10,8 @@ import json
 import re
 
 import numpy as np
-import torch
 import pytest
+import torch
 from PIL import Image
 
 from hiclust import CoHiClust, ImageDataset, load_dataset
@@ -510,8 +510,8 @@ def test_cli_predict_on_a_mixed_size_folder_names_the_trained_size(run_dir, tmp_
 def test_cli_predict_converts_colour_images_for_a_grayscale_run_when_asked(run_dir, tmp_path, capsys):
     """RGB files for a run trained on grayscale digits: one line that names --channels 1, exit 2,
     nothing written; with --channels 1 the clusters equal those of the gray files (Pillow's luma
-    formula, so gray pixels saved as RGB come back exactly). --channels on a streamed or feature
-    input is refused in one line."""
+    formula, so gray pixels saved as RGB come back exactly). Converting a streamed collection is
+    refused (convert the files instead)."""
     from hiclust.cli import load_run_model, main
 
     data = load_dataset("digits", split="all").subset(np.arange(6))
