@@ -542,6 +542,11 @@ def test_cli_predict_converts_colour_images_for_a_grayscale_run_when_asked(run_d
     assert np.array_equal(converted.images[:, 0].numpy(), gray[[int(n.split(".")[0]) for n in converted.ids()]])
     # and back: 1 → 3 repeats the channel
     assert torch.equal(converted.with_channels(3).images, converted.images.expand(-1, 3, -1, -1))
+    # a conversion that makes the shape wrong is named as the cause, not the files
+    capsys.readouterr()
+    assert main(["predict", str(run_dir), "--input", str(colour), "--out", str(out), "--overwrite",
+                 "--channels", "3"]) == 2
+    assert "(converted by --channels 3) are 3x8x8" in capsys.readouterr().err
     streamed = load_dataset(f"folder:{colour}", split="all", max_memory=0)
     with pytest.raises(ValueError, match="streamed from disk; convert the image files themselves"):
         streamed.with_channels(1)

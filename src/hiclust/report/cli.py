@@ -413,7 +413,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             if features:
                 raise ValueError("--channels converts images; this run was trained on a feature matrix")
             data = data.with_channels(args.channels)
-        check_input_shape(model, data, args.input)
+        channels = getattr(args, "channels", None)
+        check_input_shape(model, data, args.input if channels is None else f"{args.input} (converted by --channels {channels})")
         if world > 1:  # the ranks must have read the same items in the same order
             info = (len(names), hashlib.sha256("\n".join(names).encode("utf-8", "surrogatepass")).hexdigest())
     except Exception as exc:  # noqa: BLE001 - re-raised by agree on this rank
@@ -524,7 +525,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--channels", type=int, choices=(1, 3), default=None,
                    help="convert the input images to 1 channel (grayscale, Pillow's convert('L') formula) or 3 (RGB, "
                    "the gray channel repeated) before predicting, for images whose colour layout differs from the "
-                   "run's (images in memory only)")
+                   "run's (not for input streamed from disk: raise --max-memory)")
     p.add_argument("--strict", action="store_true",
                    help="fail on unreadable image files in a --input folder instead of skipping them (with a warning)")
     p.add_argument("--label-column", default=None, metavar="NAME",
