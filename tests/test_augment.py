@@ -454,3 +454,38 @@ def test_cpu_chunking_does_not_change_the_output(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(augment_module, "_CPU_CHUNK_ELEMS", 1)  # one image per chunk
     assert augment_module._chunk_rows(x, 96) == 1
     torch.testing.assert_close(aug(x, generator=torch.Generator().manual_seed(11)), whole, atol=1e-6, rtol=0)
+
+
+def test_random_erasing_matches_torchvision_statistics_and_leaves_the_rest() -> None:
+    """Erasing blanks exactly one rectangle per erased sample (the rest of the image equals the same
+    draw without erasing); the erased rate, area fraction, aspect ratio h/w and position follow
+    torchvision's RandomErasing (KS distance, binomial rate); turning erasing on changes no other draw."""
+    from scipy.stats import ks_2samp
+    from torchvision.transforms import RandomErasing
+
+    n, size = 2000, 32
+    x = torch.full((n, 1, size, size), 200, dtype=torch.uint8)
+    kw = dict(NO_RANDOM, rotation=10.0, jitter=(0.4, 0.4, 0.0, 0.0), jitter_p=1.0)
+    on = BatchAugment(size, erase_p=0.4, **kw)(x, generator=torch.Generator().manual_seed(3))
+    off = BatchAugment(size, **kw)(x, generator=torch.Generator().manual_seed(3))
+    erased = on != off  # (n, 1, S, S): only pixels inside the box differ, and they are 0
+    assert (on[erased] == 0).all()
+    rows, cols = erased[:, 0].any(2), erased[:, 0].any(1)  # (n, S) each
+    hit = rows.any(1)
+    # The differing pixels of each sample fill the rectangle spanned by their rows and columns (one box).
+    assert (erased[:, 0].sum((1, 2)) == rows.sum(1) * cols.sum(1)).all()
+    rate = hit.float().mean().item()
+    assert abs(rate - 0.4) < 0.04  # p 0.4 minus the rare no-fit draws, ±3.5 binomial standard deviations
+    eh, ew = rows.sum(1)[hit].float(), cols.sum(1)[hit].float()
+    top = rows[hit].float().argmax(1).float()
+
+    torch.manual_seed(0)
+    img = torch.zeros(1, size, size)
+    tv = torch.tensor([RandomErasing.get_params(img, (0.02, 0.33), (0.3, 3.3), value=[0])[:4] for _ in range(n)],
+                      dtype=torch.float32)  # (top, left, h, w)
+    tv = tv[tv[:, 2] < size]  # torchvision's no-fit fallback returns the whole image, unerased
+    assert ks_2samp((eh * ew / size**2).numpy(), (tv[:, 2] * tv[:, 3] / size**2).numpy()).statistic < 0.07
+    assert ks_2samp((eh / ew).numpy(), (tv[:, 2] / tv[:, 3]).numpy()).statistic < 0.07
+    assert ks_2samp((top / (size - eh + 1)).numpy(), (tv[:, 0] / (size - tv[:, 2] + 1)).numpy()).statistic < 0.07
+    with pytest.raises(ValueError, match="erase_scale"):
+        BatchAugment(8, erase_p=0.5, erase_scale=(0.2, 0.1))

@@ -173,7 +173,7 @@ def test_neighbours_are_found_in_the_matrix_as_given_and_mixed_units_warn(monkey
     seen = []
     real = dec.knn_graph
     monkeypatch.setattr(dec, "knn_graph", lambda a, k: (seen.append(a.detach().cpu().clone()), real(a, k))[1])
-    with pytest.warns(UserWarning, match=r"column 0 \(0-based\) \(sd [0-9.e+-]+, [0-9,]+ times\) spreads more than 100 times as widely as the median .*standardize the") as caught:
+    with pytest.warns(UserWarning, match=r"column 0 \(0-based\) \(sd [0-9.e+-]+, [0-9,]+× the median\) spreads more than 100 times as widely as the median .*standardize the") as caught:
         CoHiClust(n_clusters=3, epochs=2, verbose=False, device="cpu").fit(x)
     assert caught[0].filename == __file__  # the warning names the user's fit call, not library code
     centred = x - x.mean(0)

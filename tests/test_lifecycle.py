@@ -234,3 +234,25 @@ def test_scikit_learn_input_conventions():
     by_random_state = hiclust.CoHiClust(**kw, random_state=3).fit(x)
     np.testing.assert_array_equal(by_seed.predict_proba(x), by_random_state.predict_proba(x))
     assert not np.array_equal(hiclust.CoHiClust(**kw).fit(x).predict_proba(x), by_seed.predict_proba(x))
+
+
+def test_augmentation_dict_is_a_preset_with_settings_replaced():
+    """augmentation={'preset': ..., setting: value} builds the preset with those BatchAugment settings
+    replaced ('auto' resolves the preset by dataset); an unknown setting or preset is refused by
+    check_params, before anything is trained."""
+    from hiclust.data.augment import BatchAugment
+    from hiclust.methods.base import prepare_data
+
+    data = prepare_data(_tiny_images())
+    est = hiclust.CoHiClust(augmentation={"preset": "digits", "erase_p": 0.25, "erase_scale": [0.05, 0.1]})
+    est.image_size_ = 8
+    aug = est._make_augment(data)
+    assert isinstance(aug, BatchAugment) and aug.erase_p == 0.25 and aug.erase_scale == (0.05, 0.1)
+    assert aug.rotation == (-15.0, 15.0)  # the rest is the digits preset's
+    est.augmentation = {"erase_p": 0.5}  # no 'preset': 'auto', by dataset / image properties (1 channel, 8 px: digits)
+    auto = est._make_augment(data)
+    assert auto.erase_p == 0.5 and auto.hflip_p == 0.0 and auto.rotation == (-15.0, 15.0)
+    with pytest.raises(ValueError, match="unknown augmentation setting.*'erase_prob'"):
+        hiclust.CoHiClust(augmentation={"preset": "digits", "erase_prob": 0.5}, batch_size=16).check_params(_tiny_images())
+    with pytest.raises(ValueError, match="unknown augmentation preset 'nope'"):
+        hiclust.CoHiClust(augmentation={"preset": "nope"}, batch_size=16).check_params(_tiny_images())

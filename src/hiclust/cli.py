@@ -790,7 +790,9 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out (the new run is built "
                    "beside it and replaces it only when finished)")
     p.add_argument("--checkpoint-every", type=int, default=10, help="epochs between checkpoints (default 10)")
-    p.add_argument("--image-size", type=int, default=None, help="resize every image to this size on load (image folders of mixed sizes)")
+    p.add_argument("--image-size", type=int, default=None, metavar="S",
+                   help="resize every image to S x S pixels on load (image folders of mixed sizes); the network "
+                   "then sees random crops of it resized to --crop-size (default: S)")
     p.add_argument("--strict", action="store_true", help="fail on unreadable image files instead of skipping them")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice, one per "
                    "core); on a small or busy CPU, --threads 1 is often faster for small networks (8x8 or 28 px "

@@ -14,14 +14,17 @@ loop over samples:
   applied in a per-sample random order (as torchvision does per image) unless
   ``jitter_random_order=False`` (fixed order b, c, s, h);
 * random grayscale replaces the selected samples by their luma;
-* Gaussian blur uses per-sample separable kernels in a grouped ``conv2d`` (reflect padding).
+* Gaussian blur uses per-sample separable kernels in a grouped ``conv2d`` (reflect padding);
+* random erasing (torchvision's ``RandomErasing``, value 0) blanks one per-sample rectangle of the
+  output, as a mask built from per-sample row and column bounds.
 
 On the CPU the batch goes through the whole pipeline in chunks of a few MB (see
 :data:`_CPU_CHUNK_ELEMS`); the random parameters are drawn for the whole batch first, so the
 chunking does not change them.
 
 For 1-channel input only brightness and contrast are applied (saturation, hue and grayscale are
-meaningless there). Order of the stages: geometry → colour jitter → grayscale → blur (SimCLR's).
+meaningless there). Order of the stages: geometry → colour jitter → grayscale → blur (SimCLR's)
+→ erasing (on the output, as torchvision's ``RandomErasing`` after ``ToTensor``).
 
 Presets live in one place, :func:`augmentation_preset`; :data:`DATASET_AUGMENTATION` and
 :func:`preset_for_dataset` pick one per dataset.
@@ -29,6 +32,7 @@ Presets live in one place, :func:`augmentation_preset`; :data:`DATASET_AUGMENTAT
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
@@ -273,6 +277,10 @@ class BatchAugment(torch.nn.Module):
         translate: maximal shift as a fraction of the crop's width/height: a number or ``(tx, ty)``.
         padding_mode: ``grid_sample`` padding for points outside the image ("border" avoids dark seams
             when upsampling crops that touch the edge; "zeros" fills black).
+        erase_p: probability of erasing one rectangle of the output to 0 (black), as torchvision's
+            ``RandomErasing(value=0)``: its area a fraction ``erase_scale`` of the output, its aspect
+            ratio h/w log-uniform in ``erase_ratio``, its position uniform; 10 tries to fit, else no erasing.
+        erase_scale, erase_ratio: see ``erase_p`` (torchvision's defaults).
         generator: default ``torch.Generator`` for the random parameters (reproducibility); parameters
             are drawn on the generator's device (CPU by default) and moved to the batch's device.
 
@@ -299,6 +307,9 @@ class BatchAugment(torch.nn.Module):
         rotation: float | tuple[float, float] = 0.0,
         translate: float | tuple[float, float] = 0.0,
         padding_mode: str = "border",
+        erase_p: float = 0.0,
+        erase_scale: tuple[float, float] = (0.02, 0.33),
+        erase_ratio: tuple[float, float] = (0.3, 3.3),
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
@@ -339,6 +350,13 @@ class BatchAugment(torch.nn.Module):
         if padding_mode not in ("zeros", "border", "reflection"):
             raise ValueError(f"padding_mode must be 'zeros', 'border' or 'reflection', got {padding_mode!r}")
         self.padding_mode = padding_mode
+        self.erase_p = _prob(erase_p, "erase_p")
+        self.erase_scale = _pair(erase_scale, "erase_scale")
+        if not 0.0 < self.erase_scale[0] <= self.erase_scale[1] <= 1.0:
+            raise ValueError(f"erase_scale must satisfy 0 < min ≤ max ≤ 1, got {erase_scale!r}")
+        self.erase_ratio = _pair(erase_ratio, "erase_ratio")
+        if not 0.0 < self.erase_ratio[0] <= self.erase_ratio[1]:
+            raise ValueError(f"erase_ratio must satisfy 0 < min ≤ max, got {erase_ratio!r}")
         self.generator = generator
 
     def extra_repr(self) -> str:
@@ -347,6 +365,7 @@ class BatchAugment(torch.nn.Module):
             f"hflip_p={self.hflip_p}, jitter={self.jitter}, jitter_p={self.jitter_p}, grayscale_p={self.grayscale_p}, "
             f"blur_p={self.blur_p}, blur_sigma={self.blur_sigma}, blur_kernel_size={self.blur_kernel_size}, "
             f"rotation={self.rotation}, translate={self.translate}"
+            + (f", erase_p={self.erase_p}, erase_scale={self.erase_scale}, erase_ratio={self.erase_ratio}" if self.erase_p else "")
         )
 
     # -- random parameters ------------------------------------------------------------------
@@ -438,7 +457,33 @@ class BatchAugment(torch.nn.Module):
             delta = torch.zeros_like(kernels)
             delta[:, self.blur_kernel_size // 2] = 1.0  # unblurred samples get an identity kernel
             blur = torch.where((rand(b) < self.blur_p)[:, None], kernels, delta)
-        return _Params(theta, taps, ops, blend, hue, gray, blur)
+        # Drawn last, and only when on, so that turning erasing on leaves every other draw as it was.
+        erase = self._erase_boxes(b, rand) if self.erase_p > 0 else None
+        return _Params(theta, taps, ops, blend, hue, gray, blur, erase)
+
+    def _erase_boxes(self, b: int, rand: Callable[..., torch.Tensor]) -> torch.Tensor:
+        """RandomErasing rectangles in output pixels, ``(B, 4)`` int64 rows (top, bottom, left, right),
+        bottom/right exclusive; an empty box (0, 0, 0, 0) for samples left unerased.
+
+        As torchvision: area = U(erase_scale)·S², log-ratio h/w uniform, h = round(√(area·r)),
+        w = round(√(area/r)), the first of 10 tries with h < S and w < S wins (none: no erasing), then
+        top ~ U{0..S−h}, left ~ U{0..S−w}.
+        """
+        tries, size = 10, self.size
+        area = size * size * (self.erase_scale[0] + (self.erase_scale[1] - self.erase_scale[0]) * rand(b, tries))
+        lo, hi = math.log(self.erase_ratio[0]), math.log(self.erase_ratio[1])
+        r = torch.exp(lo + (hi - lo) * rand(b, tries))
+        eh = torch.round(torch.sqrt(area * r)).long()
+        ew = torch.round(torch.sqrt(area / r)).long()
+        ok = (eh < size) & (ew < size)
+        first = ok.to(torch.uint8).argmax(dim=1, keepdim=True)
+        eh, ew = eh.gather(1, first).squeeze(1), ew.gather(1, first).squeeze(1)
+        on = (rand(b) < self.erase_p) & ok.any(dim=1)
+        u = rand(b, 2)
+        top = torch.floor(u[:, 0] * (size - eh + 1).float()).long().clamp_max(size - eh)
+        left = torch.floor(u[:, 1] * (size - ew + 1).float()).long().clamp_max(size - ew)
+        box = torch.stack((top, top + eh, left, left + ew), dim=1)
+        return torch.where(on[:, None], box, torch.zeros_like(box))
 
     def _draw_jitter(
         self, b: int, c: int, rand: Callable[..., torch.Tensor]
@@ -484,6 +529,8 @@ class BatchAugment(torch.nn.Module):
             x = _gray_rows(x, p.gray)
         if p.blur is not None:
             x = _blur_with_kernels(x, p.blur)
+        if p.erase is not None:
+            x = _erase_rows(x, p.erase)
         torch.clamp(x, 0.0, 1.0, out=out)
 
     def _geometry(self, x: torch.Tensor, p: _Params) -> torch.Tensor:
@@ -525,6 +572,7 @@ class _Params:
     hue: torch.Tensor | None  # (B,) hue shifts
     gray: torch.Tensor | None  # (B,) bool: convert to grayscale
     blur: torch.Tensor | None  # (B, k) 1-D blur kernels (identity for unblurred samples)
+    erase: torch.Tensor | None = None  # (B, 4) erased box (top, bottom, left, right), empty when not erased
 
     def to(self, device: torch.device) -> _Params:
         return self._map(lambda v: v.to(device) if isinstance(v, torch.Tensor) else v)
@@ -616,6 +664,14 @@ def _blend(x: torch.Tensor, coef: torch.Tensor, contrast: bool, saturation: bool
     if ref is not None:
         x = x.add_(ref)
     return x.clamp_(0.0, 1.0)
+
+
+def _erase_rows(x: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """``x`` ``(n, C, S, S)`` with each sample's box ``(n, 4)`` (top, bottom, left, right) set to 0, in place."""
+    idx = torch.arange(x.shape[2], device=x.device)
+    rows = (idx >= boxes[:, 0:1]) & (idx < boxes[:, 1:2])  # (n, S)
+    cols = (idx >= boxes[:, 2:3]) & (idx < boxes[:, 3:4])
+    return x.masked_fill_((rows[:, :, None] & cols[:, None, :])[:, None], 0.0)
 
 
 def _gray_rows(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -720,6 +776,10 @@ DATASET_AUGMENTATION: dict[str, str] = {
 }
 
 
+# BatchAugment's settings a preset may have replaced (everything but the output size and the generator).
+_SETTINGS = frozenset(inspect.signature(BatchAugment.__init__).parameters) - {"self", "size", "generator"}
+
+
 def available_presets() -> list[str]:
     return sorted(_PRESETS)
 
@@ -753,6 +813,10 @@ def augmentation_preset(
     if jitter_strength is not None and not name.startswith("cc"):
         raise ValueError(f"jitter_strength is a parameter of the 'cc*' presets only, not {name!r}; override jitter=... instead")
     params = _PRESETS[name](image_size, channels, jitter_strength)
+    unknown = sorted(set(overrides) - _SETTINGS)
+    if unknown:
+        raise ValueError(f"unknown augmentation setting(s) {', '.join(map(repr, unknown))}; "
+                         f"choose among {', '.join(sorted(_SETTINGS))}")
     params.update(overrides)
     return BatchAugment(image_size, generator=generator, **params)
 

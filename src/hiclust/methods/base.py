@@ -331,11 +331,14 @@ def _declare_common() -> None:
         temperature=Param(Interval(Real, 0, None, closed="neither"), "Temperature τ of NT-Xent."),
         projection_dim=Param(Interval(Integral, 1, None, closed="left"), "Output size of the projection head g."),
         image_size=Param([Interval(Integral, 4, None, closed="left"), None],
-                         "Side of the augmented crops the network sees, in pixels; None: the images' own size.",
+                         "Side of the square augmented crops the network sees, in pixels (after any --image-size resize "
+                         "on load); None: the images' own size.",
                          flag="--crop-size"),
-        augmentation=Param([str, nn.Module],
-                           "'auto' (chosen by dataset, see hiclust.data.augment), a preset name, or a module "
-                           "mapping a uint8 batch to an augmented float batch."),
+        augmentation=Param([str, dict, nn.Module],
+                           "'auto' (chosen by dataset, see hiclust.data.augment), a preset name, a dict "
+                           "{'preset': name or 'auto', setting: value, ...} (a preset with some BatchAugment "
+                           "settings replaced, e.g. erase_p; in a YAML config), or a module mapping a uint8 batch "
+                           "to an augmented float batch."),
         eval_every=Param(Interval(Integral, 1, None, closed="left"),
                          "With labels, record ACC/NMI/ARI in history_ every this many epochs.", resume="free"),
         # Not free on resume: the augmentation generator's state belongs to the device it ran on.
@@ -572,10 +575,16 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
             return FeatureAugment()
         if isinstance(aug, nn.Module):
             return aug
-        channels = data.x.shape[1]
+        channels, size = data.x.shape[1], self.image_size_ or 0
+        overrides: dict[str, Any] = {}
+        if isinstance(aug, dict):  # a preset with some settings replaced
+            overrides = {str(k): v for k, v in aug.items() if k != "preset"}
+            aug = aug.get("preset", "auto")
+            if not isinstance(aug, str):
+                raise ValueError(f"augmentation's 'preset' must be a preset name or 'auto', got {aug!r}")
         if aug == "auto":
-            return preset_for_dataset(data.name or "", self.image_size_ or 0, channels)
-        return augmentation_preset(aug, self.image_size_ or 0, channels)
+            return preset_for_dataset(data.name or "", size, channels, **overrides)
+        return augmentation_preset(aug, size, channels, **overrides)
 
     def _backbone_for(self, shape: tuple[int, ...], image_size: int) -> nn.Module:
         """The backbone f for inputs of per-sample ``shape`` (a custom module is used as is)."""

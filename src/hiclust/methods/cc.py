@@ -101,7 +101,7 @@ class ContrastiveClustering(DeepClusterer):
         projection_dim: int = 128,
         hidden_dim: int = 512,
         image_size: int | None = None,
-        augmentation: str | nn.Module = "auto",
+        augmentation: str | dict[str, Any] | nn.Module = "auto",
         eval_every: int = 10,
         device: str = "auto",
         precision: str = "auto",

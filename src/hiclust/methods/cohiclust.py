@@ -222,9 +222,11 @@ class CoHiClust(DeepClusterer):
                        "hiclust.nn.BACKBONES, or an nn.Module with a feature_dim attribute."),
         lr=Param([Interval(Real, 0, None, closed="neither"), None],
                  "Adam learning rate; None: 1e-3, or 1e-2 in input-space mode (backbone 'input')."),
-        augmentation=Param([str, nn.Module],
-                           "Images: 'auto' (chosen by dataset, see hiclust.data.augment), a preset name, or a "
-                           "module mapping a uint8 batch to an augmented float batch. Feature matrices: "
+        augmentation=Param([str, dict, nn.Module],
+                           "Images: 'auto' (chosen by dataset, see hiclust.data.augment), a preset name, a dict "
+                           "{'preset': name or 'auto', setting: value, ...} (a preset with some BatchAugment "
+                           "settings replaced, e.g. erase_p; in a YAML config), or a module mapping a uint8 batch "
+                           "to an augmented float batch. Feature matrices: "
                            "'neighbours' (each row and one of its 10 nearest neighbours, with noise), 'noise' "
                            "(feature masking and Gaussian noise) or 'auto' (neighbours for a matrix in memory, "
                            "noise for a streamed one)."),
@@ -279,7 +281,7 @@ class CoHiClust(DeepClusterer):
         temperature: float = 0.5,
         projection_dim: int = 128,
         image_size: int | None = None,
-        augmentation: str | nn.Module = "auto",
+        augmentation: str | dict[str, Any] | nn.Module = "auto",
         cohiloss_form: str = "reference",
         balance_weight: float | None = None,
         nt_xent_weight: float = 1.0,
@@ -558,7 +560,7 @@ class CoHiClust(DeepClusterer):
 
             def column(j: int) -> str:
                 name = f"{str(names[j])!r}" if names is not None else f"{j} (0-based)"
-                return f"{name} (sd {float(std[j]):.3g}, {float(std[j]) / median:,.0f} times)"
+                return f"{name} (sd {float(std[j]):.3g}, {float(std[j]) / median:,.0f}× the median)"
 
             shown = ", ".join(column(j) for j in wide[:3]) + (f" and {len(wide) - 3} more" if len(wide) > 3 else "")
             if len(wide) == 1:

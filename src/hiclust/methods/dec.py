@@ -194,8 +194,9 @@ _DEC_PARAMS = common(
     lr=Param(Interval(Real, 0, None, closed="neither"), "Adam learning rate of the clustering phase."),
     corruption=Param(Interval(Real, 0, 1, closed="left"),
                      "Fraction of input values zeroed during pre-training (denoising autoencoder)."),
-    augmentation=Param([str, nn.Module, None],
-                       "None (off), 'auto' (by dataset) or a preset name / module: train on augmented images "
+    augmentation=Param([str, dict, nn.Module, None],
+                       "None (off), 'auto' (by dataset), a preset name, a dict {'preset': name, setting: value} "
+                       "or a module: train on augmented images "
                        "(the target P still comes from clean images)."),
     clustering_augmentation=Param("boolean",
                                   "Whether the clustering phase also trains on augmented images (DEC-DA); False "
@@ -268,7 +269,7 @@ class DEC(DeepClusterer):
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         corruption: float = 0.0,
-        augmentation: str | nn.Module | None = None,
+        augmentation: str | dict[str, Any] | nn.Module | None = None,
         clustering_augmentation: bool = True,
         n_init: int = 20,
         nu: float = 1.0,
@@ -611,7 +612,7 @@ class IDEC(DEC):
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         corruption: float = 0.0,
-        augmentation: str | nn.Module | None = None,
+        augmentation: str | dict[str, Any] | nn.Module | None = None,
         clustering_augmentation: bool = True,
         n_init: int = 20,
         nu: float = 1.0,

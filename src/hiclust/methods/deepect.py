@@ -231,10 +231,11 @@ class DeepECT(DeepClusterer):
                      resume="free"),
         lr=Param(Interval(Real, 0, None, closed="neither"), "Adam learning rate of the clustering phase."),
         n_init=Param(Interval(Integral, 1, None, closed="left"), "k-means restarts of each 2-means split."),
-        augmentation=Param([str, nn.Module, None],
+        augmentation=Param([str, dict, nn.Module, None],
                            "None (DeepECT) or an augmentation (DeepECT + Aug): 'affine' (small rotations and "
-                           "shifts, the paper's for MNIST-like data), 'auto' (by dataset), a preset name or a "
-                           "module; the augmented view shares the original's assignment."),
+                           "shifts, the paper's for MNIST-like data), 'auto' (by dataset), a preset name, a dict "
+                           "{'preset': name, setting: value} or a module; the augmented view shares the "
+                           "original's assignment."),
     )
 
     def __init__(
@@ -254,7 +255,7 @@ class DeepECT(DeepClusterer):
         lr: float = 1e-4,
         weight_decay: float = 0.0,
         n_init: int = 20,
-        augmentation: str | nn.Module | None = None,
+        augmentation: str | dict[str, Any] | nn.Module | None = None,
         eval_every: int = 10,
         device: str = "auto",
         seed: int = 0,

@@ -102,7 +102,7 @@ class SimCLR(DeepClusterer):
         temperature: float = 0.5,
         projection_dim: int = 128,
         image_size: int | None = None,
-        augmentation: str | nn.Module = "auto",
+        augmentation: str | dict[str, Any] | nn.Module = "auto",
         clusterer: str = "agglomerative",
         linkage: str = "ward",
         normalize: bool = True,
