@@ -166,7 +166,7 @@ def test_a_dataframe_is_a_feature_matrix_and_predicts_as_its_array(tmp_path):
 def test_the_scale_warning_names_a_dataframe_column():
     x = blobs()
     df = pd.DataFrame(x * np.array([1.0, 1.0, 1.0, 1000.0]), columns=["a", "b", "c", "proline"])
-    with pytest.warns(UserWarning, match=r"feature column 'proline' \(sd [0-9.e+-]+, [0-9,]+ times\) spreads"):
+    with pytest.warns(UserWarning, match=r"feature column 'proline' \(sd [0-9.e+-]+, [0-9,]+× the median\) spreads"):
         CoHiClust(n_clusters=3, epochs=4, batch_size=16, verbose=False).fit(df)
 
 

@@ -164,7 +164,7 @@ def test_a_csv_header_names_the_wide_column_in_the_scale_warning(tmp_path, capsy
     df = pd.DataFrame(x, columns=["height", "width", "depth", "weight_mg"])
     df["weight_mg"] = df["weight_mg"] * 1000.0  # one column in much larger units
     df.to_csv(tmp_path / "t.csv", index=False)
-    with pytest.warns(UserWarning, match=r"feature column 'weight_mg' \(sd [0-9.e+-]+, [0-9,]+ times\) spreads more than 100 times"):
+    with pytest.warns(UserWarning, match=r"feature column 'weight_mg' \(sd [0-9.e+-]+, [0-9,]+× the median\) spreads more than 100 times"):
         assert cli.main(["train", "--dataset", f"features:{tmp_path / 't.csv'}", *FEAT, "--epochs", "12",
                          "--tree-draws", "1", "--out", str(tmp_path / "run")]) == 0
     model = CoHiClust.load(tmp_path / "run" / "model.pt", device="cpu")
