@@ -507,6 +507,39 @@ def test_cli_predict_on_a_mixed_size_folder_names_the_trained_size(run_dir, tmp_
     assert len(_read_csv(out)) == 3
 
 
+def test_cli_predict_resizes_as_the_run_did_when_it_trained_with_image_size(run_dir, tmp_path, capsys):
+    """A run that resized its training images on load (run.json's image_size, i.e. --image-size)
+    resizes predict's input the same way without being told, and says so on stderr; an explicit
+    --image-size still wins."""
+    import json
+    import shutil
+
+    from hiclust.cli import main
+
+    resized = tmp_path / "resized_run"
+    shutil.copytree(run_dir, resized)
+    cfg = json.loads((resized / "run.json").read_text())
+    cfg["image_size"] = 8  # as if trained with --image-size 8 (the digits are 8x8 already)
+    (resized / "run.json").write_text(json.dumps(cfg))
+    arr = load_dataset("digits", split="all").subset(np.arange(2)).images[:, 0].numpy()
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    Image.fromarray(arr[0]).save(folder / "a.png")
+    Image.fromarray(arr[1]).resize((12, 12)).save(folder / "b.png")
+    out = tmp_path / "p.csv"
+    capsys.readouterr()
+    assert main(["predict", str(resized), "--input", str(folder), "--out", str(out)]) == 0
+    assert len(_read_csv(out)) == 2
+    assert "resizing the input images to 8x8" in capsys.readouterr().err
+    out2 = tmp_path / "p2.csv"
+    assert main(["predict", str(resized), "--input", str(folder), "--out", str(out2), "--image-size", "12"]) == 2
+    err = capsys.readouterr().err
+    assert "12x12" in err and "expects 1x8x8" in err and not out2.exists()  # the explicit size is used
+    assert main(["predict", str(resized), "--input", str(folder), "--out", str(out2), "--image-size", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "hiclust predict: error: --image-size must be a positive number of pixels, got 0"
+
+
 def test_cli_predict_converts_colour_images_for_a_grayscale_run_when_asked(run_dir, tmp_path, capsys):
     """RGB files for a run trained on grayscale digits: one line that names --channels 1, exit 2,
     nothing written; with --channels 1 the clusters equal those of the gray files (Pillow's luma

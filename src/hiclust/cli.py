@@ -64,8 +64,10 @@ def _add_param_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("estimator parameters (override the config; each says which methods take it)")
     for flag, spec in method_flags().items():
         takers = "all methods" if len(spec["methods"]) == len(METHODS) else ", ".join(spec["methods"])
+        # A flag named unlike its parameter names the key a YAML config's params: use (--crop-size: image_size).
+        key = "" if flag[2:].replace("-", "_") == spec["param"] else f" In a config: params: {spec['param']}."
         g.add_argument(flag, dest=f"param_{spec['param']}", type=spec["type"], default=None,
-                       metavar=spec["type"].__name__.upper(), help=f"{spec['help']} [{takers}]".replace("%", "%%"))
+                       metavar=spec["type"].__name__.upper(), help=f"{spec['help']}{key} [{takers}]".replace("%", "%%"))
 
 
 def _check_method_flags(method: str, args: argparse.Namespace) -> None:
@@ -932,6 +934,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("hiclust: interrupted before the command started; nothing was written", file=sys.stderr)
         return 130
+    image_size = getattr(args, "image_size", None)
+    if image_size is not None and image_size < 1:  # train, predict, shard, ...: before anything is read
+        print(f"hiclust {args.command}: error: --image-size must be a positive number of pixels, got {image_size}",
+              file=sys.stderr)
+        return 2
     threads = getattr(args, "threads", None)
     if threads is not None:
         if threads < 1:

@@ -394,15 +394,23 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     info: Any = None
     try:
         _check_run_and_out(args.run_dir, args.out, "predictions.csv", replace_ok=args.overwrite)
-        model, _ = load_run_model(args.run_dir, args.device)
+        model, config = load_run_model(args.run_dir, args.device)
         if getattr(model, "hierarchy_", None) is None:
             raise ValueError(f"the model in {args.run_dir} has no hierarchy; predict paths need CoHiClust")
         features = len(getattr(model, "input_shape_", ()) or ()) == 1
         label_column, id_column = args.label_column, args.id_column
         if features:
             label_column, id_column = _run_columns_in(args.run_dir, args.input, label_column, id_column)
+        image_size = args.image_size
+        if image_size is None and not features and getattr(config, "image_size", None):
+            # The run resized its training images on load: new images get the same resize.
+            image_size = int(config.image_size)
+            if dist_utils.is_main():
+                print(f"resizing the input images to {image_size}x{image_size}, as the run's training images were "
+                      f"(--image-size {image_size} in {Path(args.run_dir) / 'run.json'}); pass --image-size to "
+                      "choose another size", file=sys.stderr)
         try:
-            data, names = load_prediction_input(args.input, args.image_size, features=features,
+            data, names = load_prediction_input(args.input, image_size, features=features,
                                                 label_column=label_column, id_column=id_column,
                                                 strict=args.strict)
         except ValueError as exc:
@@ -521,7 +529,9 @@ def register(subparsers: Any) -> None:
                    ".npz, .csv, .parquet)")
     p.add_argument("--out", default="predictions.csv", help="output CSV (default predictions.csv)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
-    p.add_argument("--image-size", type=int, default=None, help="resize every input image to this size (square)")
+    p.add_argument("--image-size", type=int, default=None, metavar="S",
+                   help="resize every input image to S x S pixels (default: the run's own --image-size, if it "
+                   "trained with one; else no resize)")
     p.add_argument("--channels", type=int, choices=(1, 3), default=None,
                    help="convert the input images to 1 channel (grayscale, Pillow's convert('L') formula) or 3 (RGB, "
                    "the gray channel repeated) before predicting, for images whose colour layout differs from the "
