@@ -382,9 +382,7 @@ class BatchAugment(torch.nn.Module):
         cw = torch.sqrt(area * s * r)
         ch = torch.sqrt(area * s / r)
         ok = (cw <= w) & (ch <= h)
-        first = ok.to(torch.uint8).argmax(dim=1, keepdim=True)  # index of the first fitting candidate
-        cw = cw.gather(1, first).squeeze(1)
-        ch = ch.gather(1, first).squeeze(1)
+        cw, ch = _first_fit(ok, cw, ch)
         in_ratio = w / h
         if in_ratio < self.crop_ratio[0]:
             fw, fh = float(w), w / self.crop_ratio[0]
@@ -476,8 +474,7 @@ class BatchAugment(torch.nn.Module):
         eh = torch.round(torch.sqrt(area * r)).long()
         ew = torch.round(torch.sqrt(area / r)).long()
         ok = (eh < size) & (ew < size)
-        first = ok.to(torch.uint8).argmax(dim=1, keepdim=True)
-        eh, ew = eh.gather(1, first).squeeze(1), ew.gather(1, first).squeeze(1)
+        eh, ew = _first_fit(ok, eh, ew)
         on = (rand(b) < self.erase_p) & ok.any(dim=1)
         u = rand(b, 2)
         top = torch.floor(u[:, 0] * (size - eh + 1).float()).long().clamp_max(size - eh)
@@ -664,6 +661,13 @@ def _blend(x: torch.Tensor, coef: torch.Tensor, contrast: bool, saturation: bool
     if ref is not None:
         x = x.add_(ref)
     return x.clamp_(0.0, 1.0)
+
+
+def _first_fit(ok: torch.Tensor, *candidates: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Per sample, each ``(B, tries)`` candidate at the first try where ``ok`` holds (try 0 when none
+    does; the caller decides what a sample without a fit gets): ``(B,)`` each."""
+    first = ok.to(torch.uint8).argmax(dim=1, keepdim=True)
+    return tuple(c.gather(1, first).squeeze(1) for c in candidates)
 
 
 def _erase_rows(x: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:

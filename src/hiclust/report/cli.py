@@ -417,11 +417,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             raise _name_the_trained_size(exc, model, features) from None
         if features:
             data = _columns_as_trained(model, data, args.input)
-        if getattr(args, "channels", None) is not None:
+        channels = getattr(args, "channels", None)
+        if channels is not None:
             if features:
                 raise ValueError("--channels converts images; this run was trained on a feature matrix")
-            data = data.with_channels(args.channels)
-        channels = getattr(args, "channels", None)
+            data = data.with_channels(channels)
         check_input_shape(model, data, args.input if channels is None else f"{args.input} (converted by --channels {channels})")
         if world > 1:  # the ranks must have read the same items in the same order
             info = (len(names), hashlib.sha256("\n".join(names).encode("utf-8", "surrogatepass")).hexdigest())
