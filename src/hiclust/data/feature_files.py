@@ -14,6 +14,10 @@ Readable files (:func:`load_feature_file`)::
     .csv      every numeric column is a feature; ``label_column`` / ``id_column`` name the
     .parquet  labels and the item ids (read with pandas; parquet also needs pyarrow)
 
+A CSV file whose first row is all numbers has no header row (``np.savetxt`` writes such files):
+its first row is data, and its columns are named ``0`` … ``D-1``. A first row of exactly the
+integers 0 … D-1 or 1 … D is read as column names, as ``DataFrame.to_csv`` writes them.
+
 Labels may be integers ≥ 0 (used as class ids) or any other values (strings, negative
 integers): those are mapped to ids 0..C−1 in sorted order, their text kept as class names.
 
@@ -194,6 +198,29 @@ def _class_id_column(df: Any, feature_cols: list[str]) -> tuple[str, int, int] |
     return None
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _csv_header_row(path: Path) -> int | None:
+    """0 when the CSV file's first row names the columns, None when it is data: every field a
+    number, and not the column indices 0..D-1 or 1..D that ``DataFrame.to_csv`` writes."""
+    import pandas as pd
+
+    first = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False)
+    if first.empty:
+        return 0
+    fields = [str(v).strip() for v in first.iloc[0].tolist()]
+    if not all(_is_number(f) for f in fields):
+        return 0
+    indices = [str(i) for i in range(len(fields) + 1)]
+    return 0 if fields in (indices[:-1], indices[1:]) else None
+
+
 def _read_table(path: Path) -> Any:
     try:
         import pandas as pd
@@ -202,7 +229,8 @@ def _read_table(path: Path) -> Any:
         raise ImportError(f"reading {path.suffix} feature files needs pandas: pip install pandas{extra}") from None
     if path.suffix.lower() == ".csv":
         try:
-            return pd.read_csv(path)
+            header = _csv_header_row(path)
+            return pd.read_csv(path, header=header)
         except (ValueError, UnicodeDecodeError) as e:  # pandas' ParserError is a ValueError
             raise ValueError(f"{path}: not a readable CSV file ({str(e).splitlines()[0]})") from None
     try:
@@ -217,6 +245,9 @@ def _from_table(path: Path, label_column: str | None, id_column: str | None, nam
     df = _read_table(path)
     cols = [str(c) for c in df.columns]
     df.columns = cols
+    if len(df) == 0:
+        raise ValueError(f"{path.name}: no rows of data, only the column names {', '.join(cols[:20])}"
+                         + (" ..." if len(cols) > 20 else ""))
     for flag, col in (("--label-column", label_column), ("--id-column", id_column)):
         if col is not None and col not in cols:
             raise ValueError(f"{flag} {col!r}: {path.name} has no such column; its columns: {', '.join(cols[:20])}"
@@ -286,7 +317,7 @@ def feature_file_columns(path: str | Path) -> list[str] | None:
         if suffix == ".csv":
             import pandas as pd
 
-            return [str(c) for c in pd.read_csv(path, nrows=0).columns]
+            return [str(c) for c in pd.read_csv(path, nrows=0, header=_csv_header_row(path)).columns]
         if suffix == ".parquet":
             import pyarrow.parquet as pq
 
