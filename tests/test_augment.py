@@ -489,3 +489,65 @@ def test_random_erasing_matches_torchvision_statistics_and_leaves_the_rest() -> 
     assert ks_2samp((top / (size - eh + 1)).numpy(), (tv[:, 0] / (size - tv[:, 2] + 1)).numpy()).statistic < 0.07
     with pytest.raises(ValueError, match="erase_scale"):
         BatchAugment(8, erase_p=0.5, erase_scale=(0.2, 0.1))
+
+
+def _segment_distance(px: float, py: float, cx: float, cy: float, ang: float, length: float) -> float:
+    """Distance of the point (px, py) to the segment of the given centre, angle and length, by hand."""
+    ax, ay = cx - 0.5 * length * np.cos(ang), cy - 0.5 * length * np.sin(ang)
+    bx, by = cx + 0.5 * length * np.cos(ang), cy + 0.5 * length * np.sin(ang)
+    t = ((px - ax) * (bx - ax) + (py - ay) * (by - ay)) / max((bx - ax) ** 2 + (by - ay) ** 2, 1e-12)
+    t = min(1.0, max(0.0, t))
+    return float(np.hypot(px - (ax + t * (bx - ax)), py - (ay + t * (by - ay))))
+
+
+def test_stroke_coverage_matches_the_distance_to_the_segment_computed_by_hand() -> None:
+    from hiclust.data.augment import stroke_coverage
+
+    size = 12
+    strokes = torch.tensor([[6.0, 6.0, 0.0, 5.0, 1.0],      # horizontal through the middle
+                            [4.3, 7.9, 0.35, 7.0, 2.2],     # tilted, off the pixel grid
+                            [6.0, 6.0, -1.2, 9.0, 1.5],
+                            [6.0, 6.0, 0.0, 0.0, 1.5]])     # length 0: no stroke
+    cover = stroke_coverage(strokes, size)
+    assert cover.shape == (4, size, size)
+    for n, (cx, cy, ang, length, width) in enumerate(strokes.tolist()):
+        for i in range(size):
+            for j in range(size):
+                d = _segment_distance(j + 0.5, i + 0.5, cx, cy, ang, length)
+                want = 0.0 if length == 0 else min(1.0, max(0.0, width / 2 + 0.5 - d))
+                assert abs(float(cover[n, i, j]) - want) < 1e-5, (n, i, j)
+    # a 1-px horizontal stroke on a pixel edge (y = 6) half-covers the rows above and below it,
+    # over the 6 pixel centres within its length (x in 3.5 .. 8.5): 6 pixels' worth of ink
+    assert float(cover[0].sum()) == pytest.approx(6.0, abs=1e-5)
+    assert cover[0, 5:7, 3:9].eq(0.5).all()
+
+
+def test_strokes_are_drawn_as_bright_as_the_ink_at_their_rate_and_change_no_other_draw() -> None:
+    n, size = 1500, 16
+    g = torch.Generator().manual_seed(0)
+    x = torch.zeros(n, 1, size, size, dtype=torch.uint8)
+    x[:, :, 3:13, 7:9] = torch.randint(100, 256, (n, 1, 1, 1), generator=g, dtype=torch.uint8)  # a "1" of random ink
+    kw = dict(NO_RANDOM, rotation=10.0)
+    aug = BatchAugment(size, stroke_p=0.3, stroke_angle=25.0, **kw)
+    gen = torch.Generator().manual_seed(5)
+    on = aug(x, generator=gen)
+    off = BatchAugment(size, **kw)(x, generator=torch.Generator().manual_seed(5))
+    # the same parameters, drawn again: the strokes behind `on`
+    params = aug._draw(n, 1, size, size, lambda *s, g=torch.Generator().manual_seed(5): torch.rand(*s, generator=g))
+    from hiclust.data.augment import stroke_coverage
+
+    cover = stroke_coverage(params.stroke, size)[:, None]
+    peak = off.amax(dim=(2, 3), keepdim=True)
+    torch.testing.assert_close(on, torch.maximum(off, cover * peak), atol=1e-6, rtol=0)
+    drawn = params.stroke[:, 3] > 0
+    assert ((on != off).flatten(1).any(1) <= drawn).all()  # nothing changes without a stroke
+    assert abs(drawn.float().mean().item() - 0.3) < 0.04  # ±3.4 binomial standard deviations
+    s = params.stroke[drawn]
+    assert s[:, 0].min() >= 0.25 * size and s[:, 0].max() <= 0.75 * size
+    assert s[:, 1].min() >= 0.25 * size and s[:, 1].max() <= 0.75 * size
+    assert s[:, 2].abs().max() <= np.radians(25.0) + 1e-6 and s[:, 2].abs().max() > np.radians(22.0)
+    assert s[:, 3].min() >= 0.25 * size - 1e-5 and s[:, 3].max() <= 0.45 * size + 1e-5
+    with pytest.raises(ValueError, match="stroke_width"):
+        BatchAugment(8, stroke_p=0.5, stroke_width=0.0)
+    with pytest.raises(ValueError, match="stroke_angle"):
+        BatchAugment(8, stroke_p=0.5, stroke_angle=120.0)

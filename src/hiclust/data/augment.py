@@ -281,6 +281,14 @@ class BatchAugment(torch.nn.Module):
             ``RandomErasing(value=0)``: its area a fraction ``erase_scale`` of the output, its aspect
             ratio h/w log-uniform in ``erase_ratio``, its position uniform; 10 tries to fit, else no erasing.
         erase_scale, erase_ratio: see ``erase_p`` (torchvision's defaults).
+        stroke_p: probability of drawing one straight stroke over the output, as bright as the
+            sample's brightest pixel (per channel: ink on MNIST-like images, light on dark): a pen
+            stroke that is not part of the shape, such as the bar of a crossed 7, so that views with
+            and without one are positives. Its centre is uniform in the middle half of the image (both
+            axes), its length a fraction ``stroke_length`` of the side, its width a fraction
+            ``stroke_width`` of the side, its angle uniform within ±``stroke_angle`` degrees of
+            horizontal; pixels are covered in proportion to their overlap (1 px antialiased edge).
+        stroke_length, stroke_width, stroke_angle: see ``stroke_p``.
         generator: default ``torch.Generator`` for the random parameters (reproducibility); parameters
             are drawn on the generator's device (CPU by default) and moved to the batch's device.
 
@@ -310,6 +318,10 @@ class BatchAugment(torch.nn.Module):
         erase_p: float = 0.0,
         erase_scale: tuple[float, float] = (0.02, 0.33),
         erase_ratio: tuple[float, float] = (0.3, 3.3),
+        stroke_p: float = 0.0,
+        stroke_length: tuple[float, float] = (0.25, 0.45),
+        stroke_width: float = 0.08,
+        stroke_angle: float = 20.0,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
@@ -357,6 +369,16 @@ class BatchAugment(torch.nn.Module):
         self.erase_ratio = _pair(erase_ratio, "erase_ratio")
         if not 0.0 < self.erase_ratio[0] <= self.erase_ratio[1]:
             raise ValueError(f"erase_ratio must satisfy 0 < min ≤ max, got {erase_ratio!r}")
+        self.stroke_p = _prob(stroke_p, "stroke_p")
+        self.stroke_length = _pair(stroke_length, "stroke_length")
+        if not 0.0 < self.stroke_length[0] <= self.stroke_length[1] <= 1.5:
+            raise ValueError(f"stroke_length must satisfy 0 < min ≤ max ≤ 1.5 (fractions of the side), got {stroke_length!r}")
+        self.stroke_width = float(stroke_width)
+        if not 0.0 < self.stroke_width <= 0.5:
+            raise ValueError(f"stroke_width must be a fraction of the side in (0, 0.5], got {stroke_width!r}")
+        self.stroke_angle = float(stroke_angle)
+        if not 0.0 <= self.stroke_angle <= 90.0:
+            raise ValueError(f"stroke_angle must be degrees in [0, 90], got {stroke_angle!r}")
         self.generator = generator
 
     def extra_repr(self) -> str:
@@ -366,6 +388,8 @@ class BatchAugment(torch.nn.Module):
             f"blur_p={self.blur_p}, blur_sigma={self.blur_sigma}, blur_kernel_size={self.blur_kernel_size}, "
             f"rotation={self.rotation}, translate={self.translate}"
             + (f", erase_p={self.erase_p}, erase_scale={self.erase_scale}, erase_ratio={self.erase_ratio}" if self.erase_p else "")
+            + (f", stroke_p={self.stroke_p}, stroke_length={self.stroke_length}, stroke_width={self.stroke_width}, "
+               f"stroke_angle={self.stroke_angle}" if self.stroke_p else "")
         )
 
     # -- random parameters ------------------------------------------------------------------
@@ -455,9 +479,23 @@ class BatchAugment(torch.nn.Module):
             delta = torch.zeros_like(kernels)
             delta[:, self.blur_kernel_size // 2] = 1.0  # unblurred samples get an identity kernel
             blur = torch.where((rand(b) < self.blur_p)[:, None], kernels, delta)
-        # Drawn last, and only when on, so that turning erasing on leaves every other draw as it was.
+        # Drawn last, and only when on, so that turning erasing or strokes on leaves every other draw as it was.
         erase = self._erase_boxes(b, rand) if self.erase_p > 0 else None
-        return _Params(theta, taps, ops, blend, hue, gray, blur, erase)
+        stroke = self._strokes(b, rand) if self.stroke_p > 0 else None
+        return _Params(theta, taps, ops, blend, hue, gray, blur, erase, stroke)
+
+    def _strokes(self, b: int, rand: Callable[..., torch.Tensor]) -> torch.Tensor:
+        """Stroke segments in output pixels, ``(B, 5)`` rows (centre x, centre y, angle in radians,
+        length, width); length and width 0 for samples without a stroke."""
+        size = float(self.size)
+        u = rand(b, 5)
+        on = u[:, 0] < self.stroke_p
+        cx = size * (0.25 + 0.5 * u[:, 1])
+        cy = size * (0.25 + 0.5 * u[:, 2])
+        ang = math.radians(self.stroke_angle) * (2.0 * u[:, 3] - 1.0)
+        length = size * (self.stroke_length[0] + (self.stroke_length[1] - self.stroke_length[0]) * u[:, 4])
+        width = torch.full_like(length, size * self.stroke_width)
+        return torch.stack((cx, cy, ang, length * on, width * on), dim=1)
 
     def _erase_boxes(self, b: int, rand: Callable[..., torch.Tensor]) -> torch.Tensor:
         """RandomErasing rectangles in output pixels, ``(B, 4)`` int64 rows (top, bottom, left, right),
@@ -520,6 +558,8 @@ class BatchAugment(torch.nn.Module):
     def _augment_rows(self, x: torch.Tensor, p: _Params, out: torch.Tensor) -> None:
         """The whole pipeline on ``(n, C, H, W)`` images with their parameters, written to ``out`` ``(n, C, S, S)``."""
         x = self._geometry(_as_float(x), p)
+        if p.stroke is not None:  # before the colour changes, as if written with the digit
+            x = _stroke_rows(x, p.stroke)
         if p.ops is not None:
             x = _color_jitter(x, p.ops, p.blend, p.hue)
         if p.gray is not None:
@@ -570,6 +610,7 @@ class _Params:
     gray: torch.Tensor | None  # (B,) bool: convert to grayscale
     blur: torch.Tensor | None  # (B, k) 1-D blur kernels (identity for unblurred samples)
     erase: torch.Tensor | None = None  # (B, 4) erased box (top, bottom, left, right), empty when not erased
+    stroke: torch.Tensor | None = None  # (B, 5) stroke (centre x, centre y, angle, length, width); 0 length: none
 
     def to(self, device: torch.device) -> _Params:
         return self._map(lambda v: v.to(device) if isinstance(v, torch.Tensor) else v)
@@ -676,6 +717,33 @@ def _erase_rows(x: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     rows = (idx >= boxes[:, 0:1]) & (idx < boxes[:, 1:2])  # (n, S)
     cols = (idx >= boxes[:, 2:3]) & (idx < boxes[:, 3:4])
     return x.masked_fill_((rows[:, :, None] & cols[:, None, :])[:, None], 0.0)
+
+
+def stroke_coverage(strokes: torch.Tensor, size: int) -> torch.Tensor:
+    """How much of each output pixel a stroke covers, ``(n, S, S)`` in [0, 1].
+
+    ``strokes`` ``(n, 5)``: centre x, centre y (pixels, from the top-left corner), angle (radians
+    from horizontal), length and width (pixels). A pixel's coverage falls linearly from 1 to 0 as
+    the distance of its centre to the segment goes from width/2 − 1/2 to width/2 + 1/2; samples of
+    length or width 0 are not covered at all.
+    """
+    centres = torch.arange(size, device=strokes.device, dtype=torch.float32) + 0.5
+    cx, cy, ang, length, width = (strokes[:, i, None, None] for i in range(5))
+    dx = centres[None, None, :] - cx  # (n, 1, S)
+    dy = centres[None, :, None] - cy  # (n, S, 1)
+    cos, sin = torch.cos(ang), torch.sin(ang)
+    along = (dx * cos + dy * sin).clamp(-length / 2, length / 2)  # nearest point of the segment
+    dist = torch.hypot(dx - along * cos, dy - along * sin)  # (n, S, S)
+    cover = (width / 2 + 0.5 - dist).clamp(0.0, 1.0)
+    return cover * ((length > 0) & (width > 0))
+
+
+def _stroke_rows(x: torch.Tensor, strokes: torch.Tensor) -> torch.Tensor:
+    """``x`` ``(n, C, S, S)`` with each sample's stroke drawn as bright as its brightest pixel per
+    channel (``max(x, coverage · peak)``), in place."""
+    cover = stroke_coverage(strokes, x.shape[-1])[:, None]  # (n, 1, S, S)
+    peak = x.amax(dim=(2, 3), keepdim=True)  # (n, C, 1, 1)
+    return torch.maximum(x, cover * peak, out=x)
 
 
 def _gray_rows(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
