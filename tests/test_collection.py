@@ -451,3 +451,7 @@ def test_train_says_when_the_crop_size_undoes_image_size(tmp_path, capsys):
     assert cli.main(["train", "--dataset", f"npy:{tmp_path / 'imgs.npy'}", "--image-size", "12", "--crop-size", "12",
                      *small, "--out", str(tmp_path / "b")]) == 0
     assert "--crop-size" not in capsys.readouterr().err
+    assert cli.main(["train", "--dataset", f"npy:{tmp_path / 'imgs.npy'}", "--image-size", "8", "--crop-size", "12",
+                     *small, "--out", str(tmp_path / "c")]) == 0
+    assert ("the network sees 12 px crops of them (--crop-size 12) (upscaled: a crop larger than the image adds no "
+            "detail, only computation); pass --crop-size 8 to train at 8 px") in capsys.readouterr().err

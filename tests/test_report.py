@@ -537,7 +537,7 @@ def test_cli_predict_resizes_as_the_run_did_when_it_trained_with_image_size(run_
     assert "12x12" in err and "expects 1x8x8" in err and not out2.exists()  # the explicit size is used
     assert main(["predict", str(resized), "--input", str(folder), "--out", str(out2), "--image-size", "0"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == "hiclust predict: error: --image-size must be a positive number of pixels, got 0"
+    assert err == "hiclust predict: error: --image-size must be a positive number of pixels, got 0 (leave it out to keep the run's size)"
 
 
 def test_cli_predict_converts_colour_images_for_a_grayscale_run_when_asked(run_dir, tmp_path, capsys):

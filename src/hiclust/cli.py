@@ -382,6 +382,11 @@ def run_training(
             notes.append(f"--backbone {chosen} (auto, for {channels}-channel {size} px images"
                          + ("; --backbone smallcnn trains several times faster on images this small)"
                             if chosen != "smallcnn" and size <= 64 else ")"))
+        if config.method in ("cohiclust", "cc", "simclr", "dec", "idec", "deepect") \
+                and not isinstance(data, FeatureDataset):
+            note = _auto_augmentation_note(config.method, params, data)
+            if note:
+                notes.append(note)
         config = replace(config, params=params)
         if notes and main_rank:  # printed once the parameters passed their checks (below)
             fitted_note = f"fitted to the data ({len(data):,} items): {', '.join(notes)}"
@@ -426,8 +431,10 @@ def run_training(
     if config.image_size is not None and crop is not None and crop != config.image_size and main_rank \
             and hasattr(data, "image_shape"):
         # --image-size and --crop-size are easy to confuse: a preset's crop wins over a larger resize.
+        upscaled = " (upscaled: a crop larger than the image adds no detail, only computation)" \
+            if crop > config.image_size else ""
         print(f"note: --image-size {config.image_size} resizes the images on load; the network sees {crop} px "
-              f"crops of them (--crop-size {crop}); pass --crop-size {config.image_size} to train at "
+              f"crops of them (--crop-size {crop}){upscaled}; pass --crop-size {config.image_size} to train at "
               f"{config.image_size} px", file=sys.stderr)
     from hiclust.runs import RunLock, commit_overwrite
 
@@ -676,6 +683,23 @@ def _refuse_resume_conflicts(args: argparse.Namespace, config: Any) -> None:
             f"{'it' if len(conflicts) == 1 else 'them'} (--dataset/--root may point at its data), or train a new run "
             "with another --out"
         )
+
+
+def _auto_augmentation_note(method: str, params: dict[str, Any], data: Any) -> str:
+    """'--augmentation auto: the digits preset (...)' when the estimator picks its preset by dataset,
+    else ''. What 'auto' resolves to depends on the dataset's name and image size."""
+    from hiclust.data.augment import DATASET_AUGMENTATION, preset_name_for_dataset
+    from hiclust.methods import METHODS
+
+    aug = params.get("augmentation", METHODS[method]().get_params().get("augmentation"))
+    preset = aug.get("preset", "auto") if isinstance(aug, dict) else aug
+    if preset != "auto":
+        return ""
+    channels, height, _ = data.image_shape
+    size = params.get("image_size") or height
+    name = preset_name_for_dataset(data.name or "", size, channels)
+    known = (data.name or "").strip().lower().replace("-", "_") in DATASET_AUGMENTATION
+    return f"--augmentation auto: the {name} preset (for {data.name if known else f'{channels}-channel {size} px images'})"
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -936,8 +960,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     image_size = getattr(args, "image_size", None)
     if image_size is not None and image_size < 1:  # train, predict, shard, ...: before anything is read
-        print(f"hiclust {args.command}: error: --image-size must be a positive number of pixels, got {image_size}",
-              file=sys.stderr)
+        keep = "the run's" if args.command == "predict" else "the images' own"
+        print(f"hiclust {args.command}: error: --image-size must be a positive number of pixels, got {image_size} "
+              f"(leave it out to keep {keep} size)", file=sys.stderr)
         return 2
     threads = getattr(args, "threads", None)
     if threads is not None:
