@@ -158,4 +158,4 @@ def test_train_says_which_network_auto_picked_and_that_small_images_train_faster
     err = capsys.readouterr().err
     assert ("--backbone resnet18 (auto, for 1-channel 32 px images; --backbone smallcnn trains several times "
             "faster on images this small)") in err
-    assert "--augmentation auto: the digits preset (for 1-channel 32 px images)" in err  # what 'auto' became
+    assert "--augmentation auto: the digits preset (for 1-channel images seen at 32 px)" in err  # what 'auto' became

@@ -39,3 +39,21 @@ def test_a_csv_file_of_column_names_only_says_it_has_no_rows(tmp_path):
     path.write_text("a,b,c\n")
     with pytest.raises(ValueError, match=r"names\.csv: no rows of data, only the column names a, b, c"):
         load_dataset(f"features:{path}")
+
+
+def test_train_names_the_preset_auto_became_and_the_settings_a_config_replaced(tmp_path, capsys):
+    from hiclust import cli
+
+    np.save(tmp_path / "imgs.npy", np.random.default_rng(0).integers(0, 256, (64, 1, 10, 10), dtype=np.uint8))
+    config = tmp_path / "c.yaml"
+    config.write_text("method: cohiclust\nparams:\n  n_clusters: 2\n  depth: 1\n  backbone: smallcnn\n  epochs: 2\n"
+                      "  pretrain_epochs: 1\n  batch_size: 32\n  augmentation: {preset: auto, stroke_p: 0.5}\n")
+    assert cli.main(["train", "--config", str(config), "--dataset", f"npy:{tmp_path / 'imgs.npy'}", "--device", "cpu",
+                     "--out", str(tmp_path / "run")]) == 0
+    assert ("--augmentation auto: the digits preset with stroke_p=0.5 (for 1-channel images seen at 10 px)"
+            in capsys.readouterr().err)
+    config.write_text(config.read_text().replace("stroke_p", "strok_p"))
+    assert cli.main(["train", "--config", str(config), "--dataset", f"npy:{tmp_path / 'imgs.npy'}", "--device", "cpu",
+                     "--out", str(tmp_path / "typo")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'strok_p'; did you mean 'stroke_p'?" in err[0] and not (tmp_path / "typo").exists()

@@ -252,7 +252,7 @@ def test_augmentation_dict_is_a_preset_with_settings_replaced():
     est.augmentation = {"erase_p": 0.5}  # no 'preset': 'auto', by dataset / image properties (1 channel, 8 px: digits)
     auto = est._make_augment(data)
     assert auto.erase_p == 0.5 and auto.hflip_p == 0.0 and auto.rotation == (-15.0, 15.0)
-    with pytest.raises(ValueError, match="unknown augmentation setting.*'erase_prob'"):
+    with pytest.raises(ValueError, match="unknown augmentation setting.*'erase_prob'; did you mean 'erase_p'\\? choose"):
         hiclust.CoHiClust(augmentation={"preset": "digits", "erase_prob": 0.5}, batch_size=16).check_params(_tiny_images())
     with pytest.raises(ValueError, match="unknown augmentation preset 'nope'"):
         hiclust.CoHiClust(augmentation={"preset": "nope"}, batch_size=16).check_params(_tiny_images())

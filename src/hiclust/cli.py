@@ -699,7 +699,9 @@ def _auto_augmentation_note(method: str, params: dict[str, Any], data: Any) -> s
     size = params.get("image_size") or height
     name = preset_name_for_dataset(data.name or "", size, channels)
     known = (data.name or "").strip().lower().replace("-", "_") in DATASET_AUGMENTATION
-    return f"--augmentation auto: the {name} preset (for {data.name if known else f'{channels}-channel {size} px images'})"
+    replaced = [f"{k}={v}" for k, v in aug.items() if k != "preset"] if isinstance(aug, dict) else []
+    return (f"--augmentation auto: the {name} preset" + (f" with {', '.join(replaced)}" if replaced else "")
+            + f" (for {data.name if known else f'{channels}-channel images'} seen at {size} px)")
 
 
 def _cmd_train(args: argparse.Namespace) -> int:

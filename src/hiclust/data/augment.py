@@ -887,8 +887,12 @@ def augmentation_preset(
     params = _PRESETS[name](image_size, channels, jitter_strength)
     unknown = sorted(set(overrides) - _SETTINGS)
     if unknown:
+        import difflib
+
+        close = [m for u in unknown for m in difflib.get_close_matches(u, _SETTINGS, n=1)]
+        hint = f"did you mean {', '.join(map(repr, close))}? " if close else ""
         raise ValueError(f"unknown augmentation setting(s) {', '.join(map(repr, unknown))}; "
-                         f"choose among {', '.join(sorted(_SETTINGS))}")
+                         f"{hint}choose among {', '.join(sorted(_SETTINGS))}")
     params.update(overrides)
     return BatchAugment(image_size, generator=generator, **params)
 
