@@ -688,18 +688,20 @@ def _refuse_resume_conflicts(args: argparse.Namespace, config: Any) -> None:
 def _auto_augmentation_note(method: str, params: dict[str, Any], data: Any) -> str:
     """'--augmentation auto: the digits preset (...)' when the estimator picks its preset by dataset,
     else ''. What 'auto' resolves to depends on the dataset's name and image size."""
-    from hiclust.data.augment import DATASET_AUGMENTATION, preset_name_for_dataset
+    from hiclust.data.augment import DATASET_AUGMENTATION, preset_and_settings, preset_name_for_dataset
     from hiclust.methods import METHODS
 
     aug = params.get("augmentation", METHODS[method]().get_params().get("augmentation"))
-    preset = aug.get("preset", "auto") if isinstance(aug, dict) else aug
+    if not isinstance(aug, (str, dict)):  # None (off) or a module
+        return ""
+    preset, settings = preset_and_settings(aug)
     if preset != "auto":
         return ""
     channels, height, _ = data.image_shape
     size = params.get("image_size") or height
     name = preset_name_for_dataset(data.name or "", size, channels)
     known = (data.name or "").strip().lower().replace("-", "_") in DATASET_AUGMENTATION
-    replaced = [f"{k}={v}" for k, v in aug.items() if k != "preset"] if isinstance(aug, dict) else []
+    replaced = [f"{k}={v}" for k, v in settings.items()]
     return (f"--augmentation auto: the {name} preset" + (f" with {', '.join(replaced)}" if replaced else "")
             + f" (for {data.name if known else f'{channels}-channel images'} seen at {size} px)")
 

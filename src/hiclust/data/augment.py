@@ -906,6 +906,17 @@ def preset_name_for_dataset(dataset_name: str, image_size: int, channels: int) -
     return "digits" if channels == 1 and image_size <= 32 else "simclr"
 
 
+def preset_and_settings(spec: str | dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """An ``augmentation`` parameter given by name — a preset name, ``'auto'``, or a dict
+    ``{'preset': name or 'auto', setting: value, ...}`` — as (preset name or 'auto', settings)."""
+    if not isinstance(spec, dict):
+        return spec, {}
+    preset = spec.get("preset", "auto")
+    if not isinstance(preset, str):
+        raise ValueError(f"augmentation's 'preset' must be a preset name or 'auto', got {preset!r}")
+    return preset, {str(k): v for k, v in spec.items() if k != "preset"}
+
+
 def preset_for_dataset(dataset_name: str, image_size: int, channels: int, **kwargs: Any) -> BatchAugment:
     """:func:`augmentation_preset` with the preset chosen by :func:`preset_name_for_dataset`."""
     return augmentation_preset(preset_name_for_dataset(dataset_name, image_size, channels), image_size, channels, **kwargs)

@@ -566,7 +566,7 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
         return to_float(batch, self.image_size_)
 
     def _make_augment(self, data: PreparedData) -> nn.Module | None:
-        from hiclust.data.augment import augmentation_preset, preset_for_dataset
+        from hiclust.data.augment import augmentation_preset, preset_and_settings, preset_for_dataset
 
         aug = getattr(self, "augmentation", None)
         if aug is None:
@@ -576,12 +576,7 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
         if isinstance(aug, nn.Module):
             return aug
         channels, size = data.x.shape[1], self.image_size_ or 0
-        overrides: dict[str, Any] = {}
-        if isinstance(aug, dict):  # a preset with some settings replaced
-            overrides = {str(k): v for k, v in aug.items() if k != "preset"}
-            aug = aug.get("preset", "auto")
-            if not isinstance(aug, str):
-                raise ValueError(f"augmentation's 'preset' must be a preset name or 'auto', got {aug!r}")
+        aug, overrides = preset_and_settings(aug)  # a dict: a preset with some settings replaced
         if aug == "auto":
             return preset_for_dataset(data.name or "", size, channels, **overrides)
         return augmentation_preset(aug, size, channels, **overrides)
