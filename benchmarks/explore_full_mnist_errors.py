@@ -2,7 +2,8 @@
 ``hiclust train --config mnist``): the leaves × classes table, and, with ``--kmeans``, k-means
 (k = 10, 3 inits) on the run's learned representation (raw and L2-normalized) beside the tree's
 own ACC / NMI; ``--sevens PNG`` draws, per run, the mean image of the 7s in their own leaf, the
-mean of the 7s in the leaf of another class, and seven of the latter.
+mean of the 7s in the leaf of another class, and seven of the latter (``--digit 4`` the same for
+the 4s, or any class).
 
     python benchmarks/explore_full_mnist_errors.py RUN [RUN ...] --root /tmp/mnistroot --kmeans --sevens PNG
 """
@@ -22,7 +23,8 @@ def main() -> None:
     p.add_argument("runs", nargs="+")
     p.add_argument("--root", required=True, help="the MNIST data root the runs trained on")
     p.add_argument("--kmeans", action="store_true")
-    p.add_argument("--sevens", default=None, metavar="PNG")
+    p.add_argument("--sevens", default=None, metavar="PNG", help="draw the misplaced items of --digit")
+    p.add_argument("--digit", type=int, default=7, help="the class --sevens draws (default 7)")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -55,15 +57,15 @@ def main() -> None:
         fig, axes = plt.subplots(len(args.runs), 9, figsize=(9, 1.1 * len(args.runs)), squeeze=False)
         rng = np.random.default_rng(0)
         for row, run in enumerate(args.runs):
-            sevens = tables[run][tables[run]["label"] == 7]
+            sevens = tables[run][tables[run]["label"] == args.digit]
             counts = sevens["leaf"].value_counts()
-            own, other = counts.index[0], counts.index[1]  # the 7s' leaf, and the leaf holding most of the rest
+            own, other = counts.index[0], counts.index[1]  # the class's leaf, and the leaf holding most of the rest
             ok = sevens[sevens["leaf"] == own]["item"].to_numpy()
             odd = sevens[sevens["leaf"] == other]["item"].to_numpy()
             axes[row, 0].imshow(x[ok].mean(0), cmap="gray")
-            axes[row, 0].set_title(f"7s in leaf {own}", fontsize=6)
+            axes[row, 0].set_title(f"{args.digit}s in leaf {own}", fontsize=6)
             axes[row, 1].imshow(x[odd].mean(0), cmap="gray")
-            axes[row, 1].set_title(f"{len(odd)} 7s in leaf {other}", fontsize=6)
+            axes[row, 1].set_title(f"{len(odd)} {args.digit}s in leaf {other}", fontsize=6)
             for j, i in enumerate(rng.choice(odd, 7, replace=False)):
                 axes[row, 2 + j].imshow(x[i], cmap="gray")
         for ax in axes.flat:

@@ -15,17 +15,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from machine import cpu_model  # this folder is on sys.path when run as a script
 
 
-def _value(text: str) -> int | float | str:
-    """A --set value: an int, a float, else the text itself."""
+def _value(text: str) -> object:
+    """A --set value read as YAML: an int, a float, a word, or a mapping such as
+    '{preset: auto, stroke_p: 0.5}'. Numbers first, as YAML reads '1e-3' as a word."""
     for kind in (int, float):
         try:
             return kind(text)
         except ValueError:
             pass
-    return text
+    return yaml.safe_load(text)
 
 
 def main() -> None:
@@ -37,7 +39,7 @@ def main() -> None:
     p.add_argument("--out", default=None, help="also append the lines to this file")
     p.add_argument("--set", action="append", default=[], metavar="PARAM=VALUE",
                    help="override a preset parameter (an int, a float or a word), e.g. --set prune_start=95, "
-                        "--set precision=bfloat16")
+                        "--set precision=bfloat16, --set 'augmentation={preset: auto, stroke_p: 0.5}'")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

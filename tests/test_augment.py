@@ -551,3 +551,20 @@ def test_strokes_are_drawn_as_bright_as_the_ink_at_their_rate_and_change_no_othe
         BatchAugment(8, stroke_p=0.5, stroke_width=0.0)
     with pytest.raises(ValueError, match="stroke_angle"):
         BatchAugment(8, stroke_p=0.5, stroke_angle=120.0)
+
+
+def test_strokes_at_any_angle_cover_every_direction_uniformly() -> None:
+    # stroke_angle=90 (the mnist preset's): the direction is uniform over all of them, so the
+    # line closing a 4's top (steep) is drawn as often as a 7's bar (flat)
+    aug = BatchAugment(16, stroke_p=1.0, stroke_angle=90.0, **NO_RANDOM)
+    params = aug._draw(20000, 1, 16, 16, lambda *s, g=torch.Generator().manual_seed(1): torch.rand(*s, generator=g))
+    ang = np.degrees(params.stroke[:, 2].numpy())
+    assert ang.min() >= -90.0 - 1e-4 and ang.max() <= 90.0 + 1e-4
+    counts, _ = np.histogram(np.abs(ang), bins=6, range=(0.0, 90.0))  # 15° bins of |angle|
+    assert (np.abs(counts / len(ang) - 1 / 6) < 0.015).all()  # each ≈ 1/6 (sd 0.0026)
+    from hiclust.data.augment import stroke_coverage
+
+    # a vertical stroke covers the transpose of the same horizontal one
+    flat = stroke_coverage(torch.tensor([[8.0, 6.3, 0.0, 7.0, 1.3]]), 16)
+    steep = stroke_coverage(torch.tensor([[6.3, 8.0, np.pi / 2, 7.0, 1.3]]), 16)
+    torch.testing.assert_close(steep[0], flat[0].T, atol=1e-5, rtol=0)

@@ -283,11 +283,12 @@ class BatchAugment(torch.nn.Module):
         erase_scale, erase_ratio: see ``erase_p`` (torchvision's defaults).
         stroke_p: probability of drawing one straight stroke over the output, as bright as the
             sample's brightest pixel (per channel: ink on MNIST-like images, light on dark): a pen
-            stroke that is not part of the shape, such as the bar of a crossed 7, so that views with
-            and without one are positives. Its centre is uniform in the middle half of the image (both
-            axes), its length a fraction ``stroke_length`` of the side, its width a fraction
-            ``stroke_width`` of the side, its angle uniform within ±``stroke_angle`` degrees of
-            horizontal; pixels are covered in proportion to their overlap (1 px antialiased edge).
+            stroke that is not part of the shape, such as the bar of a crossed 7 or the line that
+            closes a 4's top, so that views with and without one are positives. Its centre is
+            uniform in the middle half of the image (both axes), its length a fraction
+            ``stroke_length`` of the side, its width a fraction ``stroke_width`` of the side, its
+            angle uniform within ±``stroke_angle`` degrees of horizontal (90: any direction);
+            pixels are covered in proportion to their overlap (1 px antialiased edge).
         stroke_length, stroke_width, stroke_angle: see ``stroke_p``.
         generator: default ``torch.Generator`` for the random parameters (reproducibility); parameters
             are drawn on the generator's device (CPU by default) and moved to the batch's device.
