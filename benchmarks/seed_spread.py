@@ -38,7 +38,7 @@ def main() -> None:
     p.add_argument("--root", default=None, help="data root for presets that need one")
     p.add_argument("--out", default=None, help="also append the lines to this file")
     p.add_argument("--set", action="append", default=[], metavar="PARAM=VALUE",
-                   help="override a preset parameter (an int, a float or a word), e.g. --set prune_start=95, "
+                   help="override a preset parameter (an int, a float, a word or a YAML mapping), e.g. --set prune_start=95, "
                         "--set precision=bfloat16, --set 'augmentation={preset: auto, stroke_p: 0.5}'")
     args = p.parse_args()
     if args.threads:
