@@ -568,3 +568,24 @@ def test_strokes_at_any_angle_cover_every_direction_uniformly() -> None:
     flat = stroke_coverage(torch.tensor([[8.0, 6.3, 0.0, 7.0, 1.3]]), 16)
     steep = stroke_coverage(torch.tensor([[6.3, 8.0, np.pi / 2, 7.0, 1.3]]), 16)
     torch.testing.assert_close(steep[0], flat[0].T, atol=1e-5, rtol=0)
+
+
+def test_stroke_centres_fill_the_range_asked_for_and_the_default_keeps_the_middle_half() -> None:
+    # stroke_centre=(0.1, 0.9) reaches the rows where a digit begins and ends (a 1's foot), which
+    # the default middle half never touches; the other stroke draws stay as they were
+    draw = lambda aug: aug._draw(20000, 1, 16, 16, lambda *s, g=torch.Generator().manual_seed(2): torch.rand(*s, generator=g))
+    wide = draw(BatchAugment(16, stroke_p=1.0, stroke_angle=90.0, stroke_centre=(0.1, 0.9), **NO_RANDOM)).stroke
+    middle = draw(BatchAugment(16, stroke_p=1.0, stroke_angle=90.0, **NO_RANDOM)).stroke
+    for axis in (0, 1):
+        c = wide[:, axis].numpy() / 16
+        assert c.min() >= 0.1 and c.max() <= 0.9
+        counts, _ = np.histogram(c, bins=8, range=(0.1, 0.9))
+        assert (np.abs(counts / len(c) - 1 / 8) < 0.012).all()  # uniform: each ≈ 1/8 (sd 0.0023)
+        m = middle[:, axis].numpy() / 16
+        assert m.min() >= 0.25 and m.max() <= 0.75
+        # the same uniform draw, mapped onto the other range
+        np.testing.assert_allclose((c - 0.1) / 0.8, (m - 0.25) / 0.5, atol=1e-5)
+    torch.testing.assert_close(wide[:, 2:], middle[:, 2:])
+    assert (middle[:, 1] / 16 > 0.8).sum() == 0 and (wide[:, 1] / 16 > 0.8).float().mean() > 0.1
+    with pytest.raises(ValueError, match="stroke_centre"):
+        BatchAugment(8, stroke_p=0.5, stroke_centre=(0.6, 0.4))

@@ -285,11 +285,13 @@ class BatchAugment(torch.nn.Module):
             sample's brightest pixel (per channel: ink on MNIST-like images, light on dark): a pen
             stroke that is not part of the shape, such as the bar of a crossed 7 or the line that
             closes a 4's top, so that views with and without one are positives. Its centre is
-            uniform in the middle half of the image (both axes), its length a fraction
+            uniform in ``stroke_centre`` (fractions of the side, both axes; the default, the
+            middle half, crosses the digit's body; a wider range reaches where a digit begins and
+            ends, such as the foot of a 1), its length a fraction
             ``stroke_length`` of the side, its width a fraction ``stroke_width`` of the side, its
             angle uniform within ±``stroke_angle`` degrees of horizontal (90: any direction);
             pixels are covered in proportion to their overlap (1 px antialiased edge).
-        stroke_length, stroke_width, stroke_angle: see ``stroke_p``.
+        stroke_centre, stroke_length, stroke_width, stroke_angle: see ``stroke_p``.
         generator: default ``torch.Generator`` for the random parameters (reproducibility); parameters
             are drawn on the generator's device (CPU by default) and moved to the batch's device.
 
@@ -320,6 +322,7 @@ class BatchAugment(torch.nn.Module):
         erase_scale: tuple[float, float] = (0.02, 0.33),
         erase_ratio: tuple[float, float] = (0.3, 3.3),
         stroke_p: float = 0.0,
+        stroke_centre: tuple[float, float] = (0.25, 0.75),
         stroke_length: tuple[float, float] = (0.25, 0.45),
         stroke_width: float = 0.08,
         stroke_angle: float = 20.0,
@@ -371,6 +374,9 @@ class BatchAugment(torch.nn.Module):
         if not 0.0 < self.erase_ratio[0] <= self.erase_ratio[1]:
             raise ValueError(f"erase_ratio must satisfy 0 < min ≤ max, got {erase_ratio!r}")
         self.stroke_p = _prob(stroke_p, "stroke_p")
+        self.stroke_centre = _pair(stroke_centre, "stroke_centre")
+        if not 0.0 <= self.stroke_centre[0] <= self.stroke_centre[1] <= 1.0:
+            raise ValueError(f"stroke_centre must satisfy 0 ≤ min ≤ max ≤ 1 (fractions of the side), got {stroke_centre!r}")
         self.stroke_length = _pair(stroke_length, "stroke_length")
         if not 0.0 < self.stroke_length[0] <= self.stroke_length[1] <= 1.5:
             raise ValueError(f"stroke_length must satisfy 0 < min ≤ max ≤ 1.5 (fractions of the side), got {stroke_length!r}")
@@ -389,7 +395,7 @@ class BatchAugment(torch.nn.Module):
             f"blur_p={self.blur_p}, blur_sigma={self.blur_sigma}, blur_kernel_size={self.blur_kernel_size}, "
             f"rotation={self.rotation}, translate={self.translate}"
             + (f", erase_p={self.erase_p}, erase_scale={self.erase_scale}, erase_ratio={self.erase_ratio}" if self.erase_p else "")
-            + (f", stroke_p={self.stroke_p}, stroke_length={self.stroke_length}, stroke_width={self.stroke_width}, "
+            + (f", stroke_p={self.stroke_p}, stroke_centre={self.stroke_centre}, stroke_length={self.stroke_length}, stroke_width={self.stroke_width}, "
                f"stroke_angle={self.stroke_angle}" if self.stroke_p else "")
         )
 
@@ -491,8 +497,9 @@ class BatchAugment(torch.nn.Module):
         size = float(self.size)
         u = rand(b, 5)
         on = u[:, 0] < self.stroke_p
-        cx = size * (0.25 + 0.5 * u[:, 1])
-        cy = size * (0.25 + 0.5 * u[:, 2])
+        lo, hi = self.stroke_centre
+        cx = size * (lo + (hi - lo) * u[:, 1])
+        cy = size * (lo + (hi - lo) * u[:, 2])
         ang = math.radians(self.stroke_angle) * (2.0 * u[:, 3] - 1.0)
         length = size * (self.stroke_length[0] + (self.stroke_length[1] - self.stroke_length[0]) * u[:, 4])
         width = torch.full_like(length, size * self.stroke_width)
