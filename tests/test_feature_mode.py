@@ -173,7 +173,7 @@ def test_neighbours_are_found_in_the_matrix_as_given_and_mixed_units_warn(monkey
     seen = []
     real = dec.knn_graph
     monkeypatch.setattr(dec, "knn_graph", lambda a, k: (seen.append(a.detach().cpu().clone()), real(a, k))[1])
-    with pytest.warns(UserWarning, match=r"column 0 \(0-based\) \(sd [0-9.e+-]+, [0-9,]+× the median\) spreads more than 100 times as widely as the median .*standardize the") as caught:
+    with pytest.warns(UserWarning, match=r"column 0 \(0-based\) \(sd [0-9.e+-]+, [0-9,]+× the median\) spreads more than 100 times as widely as the median .*pass neighbour_scale='standardized'") as caught:
         CoHiClust(n_clusters=3, epochs=2, verbose=False, device="cpu").fit(x)
     assert caught[0].filename == __file__  # the warning names the user's fit call, not library code
     centred = x - x.mean(0)
@@ -186,6 +186,50 @@ def test_neighbours_are_found_in_the_matrix_as_given_and_mixed_units_warn(monkey
     with pytest.raises(ValueError, match=r"one row of shape \(\d+,\); pass X.reshape\(1, -1\)"):
         model.predict(_blobs(1)[0][0])
     assert model.predict(_blobs(1)[0][:1]).shape == (1,)
+
+
+def test_neighbour_scale_standardized_finds_neighbours_in_unit_variance_columns(monkeypatch, tmp_path):
+    """Columns in different units: with neighbour_scale='standardized' the neighbours are found
+    in the standardized rows (no warning), so a wide noise column no longer decides them."""
+    import warnings
+
+    import hiclust.losses.dec as dec
+
+    x, y = _blobs(1)
+    rng = np.random.default_rng(3)
+    x = np.hstack([x, 1000.0 * rng.normal(size=(len(x), 1))]).astype(np.float32)  # pure noise, wide units
+    seen = []
+    real = dec.knn_graph
+    monkeypatch.setattr(dec, "knn_graph", lambda a, k: (seen.append(real(a, k)[0].cpu()), real(a, k))[1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        CoHiClust(n_clusters=3, epochs=2, verbose=False, device="cpu", neighbour_scale="standardized").fit(x)
+    standardized = seen[0]  # the first search (later ones run in the whitened coordinates)
+    seen.clear()
+    with pytest.warns(UserWarning, match="neighbour_scale"):
+        CoHiClust(n_clusters=3, epochs=2, verbose=False, device="cpu").fit(x)
+    given = seen[0]
+    agree = lambda nb: float((y[nb.numpy()] == y[:, None]).mean())  # neighbours of the row's own class
+    # given: the noise column alone orders the distances, so about the classes' own shares agree
+    assert agree(standardized) > 0.95 and agree(given) < 0.6
+    expected, _ = real(torch.from_numpy((x - x.mean(0)) / x.std(0)), 10)
+    assert (standardized == expected).float().mean() > 0.99  # the same up to ties of float rounding
+    # the command line names the flag (a fresh process: pytest records warnings instead of printing them)
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    np.save(tmp_path / "x.npy", x)
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run([sys.executable, "-m", "hiclust", "train", "--dataset", f"features:{tmp_path / 'x.npy'}",
+                           "--n-clusters", "3", "--epochs", "2", "--tree-draws", "1", "--threads", "1",
+                           "--out", str(tmp_path / "run")], env=env, capture_output=True, text=True, timeout=300)
+    warned = [line for line in proc.stderr.splitlines() if "warning:" in line]
+    assert proc.returncode == 0 and len(warned) == 1, proc.stderr
+    assert warned[0].startswith("hiclust train: warning: feature column 5 (0-based)")  # the noise column
+    assert warned[0].endswith("for columns in different units pass --neighbour-scale 'standardized'")
 
 
 def test_the_scale_warning_lists_every_wide_column_against_the_true_median():

@@ -998,8 +998,19 @@ def main(argv: list[str] | None = None) -> int:
     # A command without --strict (tree, report: they read the run's data as the run did) does not
     # offer it.
     has_strict = hasattr(args, "strict")
+
+    def in_command_terms(message: str) -> str:
+        # An estimator's warning names its parameters: written as the flags of the command's
+        # method (an estimator that warns has been imported: commands without one never load it).
+        if not hasattr(args, "method") or "hiclust.methods" not in sys.modules:
+            return message
+        from hiclust.methods import METHODS
+
+        method = METHODS.get(args.method or "cohiclust")
+        return in_flag_terms(method, message) if method is not None else message
+
     warnings.formatwarning = lambda message, category, *rest, **kw: (
-        f"hiclust {args.command}: warning: {one_line(str(message), strict_flag=has_strict)}\n")
+        f"hiclust {args.command}: warning: {one_line(in_command_terms(str(message)), strict_flag=has_strict)}\n")
     try:
         return args.func(args)
     except BrokenPipeError:

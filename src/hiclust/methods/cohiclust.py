@@ -230,6 +230,12 @@ class CoHiClust(DeepClusterer):
                            "'neighbours' (each row and one of its 10 nearest neighbours, with noise), 'noise' "
                            "(feature masking and Gaussian noise) or 'auto' (neighbours for a matrix in memory, "
                            "noise for a streamed one)."),
+        neighbour_scale=Param(StrOptions({"given", "standardized"}),
+                              "Feature matrices: the coordinates a row's nearest neighbours (its second views) are "
+                              "found in: 'given' (the matrix as it is, the metric k-means would use; a column in "
+                              "much larger units than the others then decides them, and a warning says so) or "
+                              "'standardized' (each column scaled to unit variance first: for columns in different "
+                              "units)."),
         depth=Param([Interval(Integral, 1, MAX_DEPTH, closed="both"), None],
                     "T, depth of the complete tree (2^T leaves before pruning); None: ceil(log2 K)."),
         epochs=Param([Interval(Integral, 1, None, closed="left"), None],
@@ -282,6 +288,7 @@ class CoHiClust(DeepClusterer):
         projection_dim: int = 128,
         image_size: int | None = None,
         augmentation: str | dict[str, Any] | nn.Module = "auto",
+        neighbour_scale: str = "given",
         cohiloss_form: str = "reference",
         balance_weight: float | None = None,
         nt_xent_weight: float = 1.0,
@@ -308,6 +315,7 @@ class CoHiClust(DeepClusterer):
         self.projection_dim = projection_dim
         self.image_size = image_size
         self.augmentation = augmentation
+        self.neighbour_scale = neighbour_scale
         self.cohiloss_form = cohiloss_form
         self.balance_weight = balance_weight
         self.nt_xent_weight = nt_xent_weight
@@ -513,16 +521,19 @@ class CoHiClust(DeepClusterer):
             from hiclust.losses.dec import knn_graph
 
             k = min(INPUT_SPACE_NEIGHBOURS, self._x.shape[0] - 1)
-            # Neighbours by Euclidean distance in the matrix as given (the metric k-means and Ward
-            # would use; the network still sees standardized rows): standardizing each column first
-            # lifted the noisy last components of MNIST PCA-64 to the leading ones' weight (NMI
-            # 0.628 vs 0.674, benchmarks/RESULTS.md). Exact and deterministic: a resume finds the same.
-            self._warn_scales()
+            # Neighbours by Euclidean distance in the matrix as given by default (the metric k-means
+            # and Ward would use; the network still sees standardized rows): standardizing each
+            # column first lifted the noisy last components of MNIST PCA-64 to the leading ones'
+            # weight (NMI 0.628 vs 0.674, benchmarks/RESULTS.md); neighbour_scale='standardized'
+            # is for columns in different units. Exact and deterministic: a resume finds the same.
+            standardized = self.neighbour_scale == "standardized"
+            if not standardized:
+                self._warn_scales()
             if self.backbone_ == "input" and self.precision == "bfloat16":
                 warnings.warn("precision='bfloat16' has nothing to speed up in input-space mode (backbone 'input': "
                               "one linear layer, no network); it trains in float32", UserWarning,
                               stacklevel=user_stacklevel())
-            neighbours, _ = knn_graph(self._x * self.feature_std_, k)
+            neighbours, _ = knn_graph(self._x if standardized else self._x * self.feature_std_, k)
             noise, basis = FEATURE_NEIGHBOUR_NOISE, None
             if self.backbone_ == "input":
                 noise = INPUT_SPACE_NOISE if self.input_whitening_ else INPUT_SPACE_NOISE_UNWHITENED
@@ -570,9 +581,8 @@ class CoHiClust(DeepClusterer):
             listing = "" if len(wide) == 1 else f": {shown}"
             warnings.warn(
                 f"{head} more than {SCALE_WARNING_RATIO:g} times as widely as the median column (sd {median:.3g}){listing}; "
-                "nearest neighbours are found in "
-                "the matrix as given, so the widest columns decide them. If the columns are in different units, "
-                "standardize the matrix first (e.g. sklearn.preprocessing.StandardScaler)",
+                "nearest neighbours are found in the matrix as given, so the widest columns decide them; "
+                "for columns in different units pass neighbour_scale='standardized'",
                 UserWarning, stacklevel=user_stacklevel(),
             )
 
@@ -628,6 +638,10 @@ class CoHiClust(DeepClusterer):
     def _extra_epochs(self) -> int:
         draws = self._tree_draws()
         return 0 if draws <= 1 else (draws - 1) * (self._draw_search_end() - self._pretrain)
+
+    def _logged_events(self, planned: int) -> int:
+        # and the prunings, in each tree draw
+        return super()._logged_events(planned) + self._tree_draws() * (2**self.depth_ - self.n_clusters)
 
     def _draw_search_end(self) -> int:
         """The epoch (counted from 1) at whose end the tree draws are compared."""
