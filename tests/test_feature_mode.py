@@ -214,6 +214,12 @@ def test_neighbour_scale_standardized_finds_neighbours_in_unit_variance_columns(
     assert agree(standardized) > 0.95 and agree(given) < 0.6
     expected, _ = real(torch.from_numpy((x - x.mean(0)) / x.std(0)), 10)
     assert (standardized == expected).float().mean() > 0.99  # the same up to ties of float rounding
+    with pytest.raises(ValueError, match="neighbour_scale='standardized' has no neighbours to find"):
+        CoHiClust(n_clusters=3, epochs=2, verbose=False, backbone="mlp", augmentation="noise", batch_size=32,
+                  neighbour_scale="standardized").fit(x)
+    with pytest.raises(ValueError, match="neighbour_scale='standardized' is for feature matrices"):
+        CoHiClust(n_clusters=3, epochs=2, verbose=False, batch_size=4, neighbour_scale="standardized").fit(
+            np.zeros((8, 1, 8, 8), dtype=np.uint8))
     # the command line names the flag (a fresh process: pytest records warnings instead of printing them)
     import os
     import subprocess

@@ -351,6 +351,9 @@ class CoHiClust(DeepClusterer):
         held in memory ('noise', and 'auto' on a streamed matrix: FeatureAugment's masking and
         noise)."""
         if data.is_image:
+            if self.neighbour_scale != "given":
+                raise ValueError(f"neighbour_scale={self.neighbour_scale!r} is for feature matrices (their rows' "
+                                 "neighbours); leave it out for images")
             return False
         aug = self.augmentation
         if not isinstance(aug, str) or aug not in FEATURE_AUGMENTATIONS:
@@ -368,7 +371,12 @@ class CoHiClust(DeepClusterer):
                 "augmentation='neighbours' needs the feature matrix in memory (it draws nearest neighbours); "
                 "raise the memory budget (max_memory / --max-memory) or use augmentation='noise'"
             )
-        return aug == "neighbours" or (aug == "auto" and not is_streamed(data.x))
+        neighbours = aug == "neighbours" or (aug == "auto" and not is_streamed(data.x))
+        if not neighbours and self.neighbour_scale != "given":
+            raise ValueError(f"neighbour_scale={self.neighbour_scale!r} has no neighbours to find: this matrix "
+                             "is trained on noise views (augmentation 'noise', or 'auto' on a streamed matrix); "
+                             "leave it out")
+        return neighbours
 
     def _epochs(self, data: PreparedData | None = None, input_space: bool = False) -> int:
         """``epochs`` resolved: as given, or DEFAULT_EPOCHS, or for a feature matrix in MLP mode
