@@ -116,14 +116,22 @@ def test_input_space_mode_draws_five_finished_trees_by_default(capsys):
 
 
 def test_a_long_fit_logs_every_kth_epoch_and_every_event(capsys):
-    """5 draws × 48 epochs = 240 epochs with a pruning in each draw: LOG_LINES = 40 lines less
-    the 5 prunings leave 35 for the cadence, so every 6th epoch is logged, plus each draw's last
-    epoch and every pruning; the callback and history_ still get every epoch."""
+    """Input-space mode, 5 draws × 48 epochs = 240 epochs of a few milliseconds: INPUT_SPACE_LOG_LINES
+    = 10 lines, every 24th epoch (each draw's 24th and 48th), no event lines. In MLP mode, 90
+    epochs and one pruning: LOG_LINES = 40 less the pruning leaves 39 for the cadence, so every
+    2nd epoch is logged, and the pruning's. The callback and history_ still get every epoch."""
     seen = []
     model = CoHiClust(n_clusters=3, epochs=48, seed=0, verbose=True).fit(blobs(60, 4), callback=seen.append)
+    assert model.backbone_ == "input"
     assert len(seen) == 240 and [h["epoch"] for h in model.history_] == list(range(1, 49))
     logged = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("[CoHiClust] epoch=")]
     epochs = [int(ln.split("epoch=")[1].split()[0]) for ln in logged]
+    assert epochs == [24, 48] * 5 and sum("pruned_leaf" in r for r in seen) == 5
+    seen.clear()
+    mlp = CoHiClust(n_clusters=3, epochs=90, pretrain_epochs=2, seed=0, backbone="mlp", batch_size=60,
+                    verbose=True).fit(blobs(60, 4), callback=seen.append)
+    logged = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("[CoHiClust] epoch=")]
+    epochs = [int(ln.split("epoch=")[1].split()[0]) for ln in logged]
     pruned = [r["epoch"] for r in seen if "pruned_leaf" in r]
-    expected = [r["epoch"] for r in seen if r["epoch"] % 6 == 0 or r["epoch"] == 48 or "pruned_leaf" in r]
-    assert epochs == expected and len(pruned) == 5 and len(logged) <= 45
+    assert len(seen) == 90 and len(mlp.history_) == 90 and len(pruned) == 1 and pruned[0] % 2 == 1  # off the cadence
+    assert epochs == [r["epoch"] for r in seen if r["epoch"] % 2 == 0 or "pruned_leaf" in r]

@@ -424,6 +424,12 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
         """Epochs trained beyond the phases' own (e.g. CoHiClust's tree draws), for the log's cadence."""
         return 0
 
+    def _log_plan(self, planned: int) -> tuple[int, bool]:
+        """(k, events): the log shows every k-th of the ``planned`` epochs, and with ``events``
+        every epoch with a pruning or an evaluation too; about LOG_LINES lines in all."""
+        events = self._logged_events(planned)
+        return max(1, planned // max(LOG_LINES - events, LOG_LINES // 4)), True
+
     def _logged_events(self, planned: int) -> int:
         """About how many of the ``planned`` epochs log a line for an event (here: an evaluation),
         which the log's cadence leaves room for."""
@@ -744,8 +750,7 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
         self._saved = None  # (phase, epoch) of the checkpoint on disk written by this run
         phases = self._phases(data)
         planned = sum(p.epochs for p in phases if p.run is None) + self._extra_epochs()
-        events = self._logged_events(planned)
-        self._log_every = max(1, planned // max(LOG_LINES - events, LOG_LINES // 4))
+        self._log_every, self._log_events = self._log_plan(planned)
         progress: dict[str, Any] = {"phase": phases[0].name, "epoch": 0}
         opt_state = sched_state = None
         if resume and checkpoint is not None and Path(checkpoint).exists():
@@ -772,7 +777,7 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
                 self._run_phase(phase, start, state, sched_state if resumed_here else None)
         self._finish_fit(data)
         for name in ("_x", "_data", "_net", "_augment", "_callback", "_generators", "_optimizer", "_scheduler",
-                     "_instance_data", "_instance_x", "_epochs_after", "_log_every", "_fit_started",
+                     "_instance_data", "_instance_x", "_epochs_after", "_log_every", "_log_events", "_fit_started",
                      "_elapsed_before"):
             self.__dict__.pop(name, None)
 
@@ -830,7 +835,8 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
             per_epoch = (time.perf_counter() - phase_started) / (epoch + 1 - start_epoch)
             after = getattr(self, "_epochs_after", 0)
             left = phase.epochs - epoch - 1 + (after or 0)
-            shown = last or (epoch + 1) % self._log_every == 0 or any(k in record for k in _LOGGED_EVENTS)
+            shown = (last or (epoch + 1) % self._log_every == 0
+                     or (self._log_events and any(k in record for k in _LOGGED_EVENTS)))
             self._emit(record, seconds_left=per_epoch * left if left else None, whole_fit=after is not None,
                        log=shown)
             due = (epoch + 1) % self._checkpoint_every == 0

@@ -56,6 +56,9 @@ INPUT_SPACE_WHITENING_ROUNDS = 2
 INPUT_SPACE_TREE_DRAWS = 5
 INPUT_SPACE_LR = 1e-2
 INPUT_SPACE_MIN_STEPS = 8
+# Epoch lines an input-space fit logs (2 a draw with the default 5 draws): it takes seconds, and
+# each draw's prunings and evaluations (every eval_every epochs) made 50-80 lines of them.
+INPUT_SPACE_LOG_LINES = 10
 # MLP mode on a feature matrix held in memory: the second view is a nearest neighbour too (as
 # in input-space mode), with noise of this sd (column sds), and ``epochs=None`` trains for about
 # FEATURE_STEPS optimizer steps, at least FEATURE_MIN_EPOCHS and at most DEFAULT_EPOCHS epochs,
@@ -231,11 +234,12 @@ class CoHiClust(DeepClusterer):
                            "(feature masking and Gaussian noise) or 'auto' (neighbours for a matrix in memory, "
                            "noise for a streamed one)."),
         neighbour_scale=Param(StrOptions({"given", "standardized"}),
-                              "Feature matrices: the coordinates a row's nearest neighbours (its second views) are "
-                              "found in: 'given' (the matrix as it is, the metric k-means would use; a column in "
-                              "much larger units than the others then decides them, and a warning says so) or "
-                              "'standardized' (each column scaled to unit variance first: for columns in different "
-                              "units)."),
+                              "Feature matrices: where each row's nearest neighbours (its second views, and in "
+                              "input-space mode where the whitening starts) are found; the network or tree sees "
+                              "standardized rows either way. 'given' (the default: the matrix as it is, the metric "
+                              "k-means would use; a column in much larger units than the others then decides them, "
+                              "and a warning says so) or 'standardized' (each column scaled to unit variance first: "
+                              "for columns in different units)."),
         depth=Param([Interval(Integral, 1, MAX_DEPTH, closed="both"), None],
                     "T, depth of the complete tree (2^T leaves before pruning); None: ceil(log2 K)."),
         epochs=Param([Interval(Integral, 1, None, closed="left"), None],
@@ -646,6 +650,11 @@ class CoHiClust(DeepClusterer):
     def _extra_epochs(self) -> int:
         draws = self._tree_draws()
         return 0 if draws <= 1 else (draws - 1) * (self._draw_search_end() - self._pretrain)
+
+    def _log_plan(self, planned: int) -> tuple[int, bool]:
+        if self.backbone_ == "input":  # a fit of seconds: a few lines a draw, no event lines
+            return max(1, planned // INPUT_SPACE_LOG_LINES), False
+        return super()._log_plan(planned)
 
     def _logged_events(self, planned: int) -> int:
         # and the prunings, in each tree draw
