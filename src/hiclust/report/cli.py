@@ -462,8 +462,10 @@ def register(subparsers: Any) -> None:
                     "example: hiclust tree runs/demo --show samples --out tree_samples.png",
     )
     p.add_argument("run_dir", help="run directory written by 'hiclust train'")
-    p.add_argument("--out", help="output image (default RUN_DIR/tree.png); .png, .pdf or .svg")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.add_argument("--out", help="output image (default RUN_DIR/tree.png, the run's own picture, which is "
+                                 "redrawn without --overwrite); .png, .pdf or .svg")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out file (not needed for the default RUN_DIR/tree.png)")
     p.add_argument("--show", choices=("mean", "samples"), default="mean",
                    help="node picture: mean image (default) or a grid of the most confident samples")
     p.add_argument("--samples", type=int, default=9, help="images per node with --show samples (default 9, a 3x3 grid)")
@@ -484,8 +486,10 @@ def register(subparsers: Any) -> None:
                     "example: hiclust report runs/demo --out report.html",
     )
     p.add_argument("run_dir", help="run directory written by 'hiclust train'")
-    p.add_argument("--out", help="output HTML file (default RUN_DIR/report.html)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.add_argument("--out", help="output HTML file (default RUN_DIR/report.html, the run's own report, which "
+                                 "is rewritten without --overwrite)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out file (not needed for the default RUN_DIR/report.html)")
     p.add_argument("--max-images-per-node", type=int, default=24, help="sample images embedded per node (default 24)")
     p.add_argument("--max-mb", type=float, default=18.0,
                    help="budget for the embedded sample images in MB; fewer per node when exceeded (default 18)")
