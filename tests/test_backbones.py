@@ -201,7 +201,7 @@ def test_mlp_norm_layer():
 
 @pytest.mark.parametrize(
     ("channels", "size", "expected"),
-    [(1, 8, "smallcnn"), (1, 28, "smallcnn"), (1, 29, "resnet18"), (3, 28, "resnet18"), (3, 32, "resnet18"),
+    [(1, 8, "smallcnn"), (1, 28, "smallcnn"), (1, 32, "smallcnn"), (1, 33, "resnet18"), (3, 28, "resnet18"), (3, 32, "resnet18"),
      (3, 96, "resnet18"), (3, 224, "resnet18"), (2, 16, "resnet18")],
 )
 def test_default_backbone(channels, size, expected):

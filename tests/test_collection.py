@@ -140,6 +140,7 @@ def test_summary_warns_of_empty_tiny_and_dominant_leaves():
     w = leaf_warnings(np.array([597, 3, 0, 0, 0, 0, 0, 0, 0, 0]))
     assert [s.split(":")[0] for s in w] == ["empty leaves", "tiny leaf", "dominant leaf"]
     assert "--epochs" in w[0] and "--balance-weight" in w[0] and "597 of 600" in w[2]
+    assert "1 (3) holds" in w[1] and "hiclust report" in w[1] and "--n-clusters" in w[1]  # where to look, what to try
 
     class M:
         hierarchy_ = Hierarchy.from_complete_tree(2)

@@ -224,6 +224,11 @@ def test_hints_name_what_the_command_at_hand_takes(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "holds a 2-D feature matrix, but the run's model was fitted on images" in err[0]
     assert "--dataset" not in err[0] and not (tmp_path / "p.csv").exists()
+    (tmp_path / "m.csv").write_text("1,2,3\n4,5,6\n")  # a header-less CSV: the loader would warn of it first
+    assert cli.main(["predict", str(run), "--input", str(tmp_path / "m.csv"), "--out", str(tmp_path / "p.csv")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "m.csv is a feature file (.csv), but the run's model was fitted on images" in err[0]
+    assert not (tmp_path / "p.csv").exists()
 
 
 def test_predict_matches_a_feature_files_columns_by_name(csv_run, capsys):

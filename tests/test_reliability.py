@@ -155,7 +155,9 @@ CLI_CASES = [
     ("unknown-dataset", ["--dataset", "cifar11", *COMMON], ValueError,
      r"unknown dataset 'cifar11'; valid names: .*cifar10.*digits.*folder:<dir>"),
     ("unknown-backbone", ["--dataset", "npy:{in}/good.npy", *COMMON, "--backbone", "vgg16"], ValueError,
-     r"--backbone must be a str among \{.*'smallcnn'.*\}.*Got 'vgg16' instead"),
+     r"--backbone must be a str among \{.*'smallcnn'.*\}\. Got 'vgg16' instead\.$"),  # nothing near: no guess
+    ("misspelt-backbone", ["--dataset", "npy:{in}/good.npy", *COMMON, "--backbone", "resnt18"], ValueError,
+     r"--backbone must be a str among \{[^}]*\}\. Got 'resnt18' instead\. Did you mean resnet18\?$"),
     ("unknown-method", ["--dataset", "npy:{in}/good.npy", "--method", "kmeans++", *COMMON], ValueError,
      r"unknown method 'kmeans\+\+'; choose one of .*cohiclust"),
     ("unknown-param", ["--config", "{in}/badparam.yaml", "--dataset", "npy:{in}/good.npy"], ValueError,

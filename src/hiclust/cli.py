@@ -209,6 +209,13 @@ def validate_estimator(model: Any) -> None:
         msg = re.sub(r"^The '(\w+)' parameter of \w+",
                      lambda m: flag_for_param(type(model), m.group(1)), str(exc))
         msg = msg.replace(" or None. Got", ". Got")  # a flag left out is None; it cannot be given as None
+        msg = re.sub(r" or an instance of '[\w.]+'\. Got", ". Got", msg)  # a network object is no flag value
+        choice = re.search(r"among \{([^}]*)\}.* Got '([^']*)' instead", msg)
+        if choice:  # a misspelt choice ('standardised'): name the nearest one
+            import difflib
+
+            near = difflib.get_close_matches(choice.group(2), re.findall(r"'([^']*)'", choice.group(1)), n=1)
+            msg += f" Did you mean {near[0]}?" if near else ""
         raise ValueError(msg) from None
 
 
@@ -380,7 +387,7 @@ def run_training(
             size = params.get("image_size") or height
             chosen = default_backbone(channels, size)
             notes.append(f"--backbone {chosen} (auto, for {channels}-channel {size} px images"
-                         + ("; --backbone smallcnn trains several times faster on images this small)"
+                         + ("; --backbone smallcnn trains several times faster on images this small, with less capacity)"
                             if chosen != "smallcnn" and size <= 64 else ")"))
         if config.method in ("cohiclust", "cc", "simclr", "dec", "idec", "deepect") \
                 and not isinstance(data, FeatureDataset):

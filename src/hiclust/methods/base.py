@@ -321,7 +321,7 @@ def _declare_common() -> None:
         n_clusters=Param(Interval(Integral, 2, None, closed="left"),
                          "Number of clusters K (at least 2: one cluster is no clustering)."),
         backbone=Param([RegistryOptions({"auto"}, BACKBONES), nn.Module],
-                       "The network f: 'auto' (a small CNN for images up to 28 px with one channel, "
+                       "The network f: 'auto' (a small CNN for images up to 32 px with one channel, "
                        "ResNet18 otherwise; an MLP for feature matrices), a name from "
                        "hiclust.nn.BACKBONES, or an nn.Module with a feature_dim attribute."),
         epochs=Param(Interval(Integral, 1, None, closed="left"), "Training epochs.", resume="free"),

@@ -217,7 +217,7 @@ class CoHiClust(DeepClusterer):
         "image_size", "augmentation", "eval_every", "device", "precision", "seed", "random_state", "verbose",
         n_clusters=Param(Interval(Integral, 2, None, closed="left"), "K ≥ 2, the number of leaves kept (at most 2^depth)."),
         backbone=Param([RegistryOptions({"auto", "input"}, BACKBONES), nn.Module],
-                       "The network f: 'auto' (a small CNN for images up to 28 px with one channel, ResNet18 "
+                       "The network f: 'auto' (a small CNN for images up to 32 px with one channel, ResNet18 "
                        "for other images; for a feature matrix 'input' below 1,000 rows, an MLP otherwise), "
                        "'input' (feature matrices only: no network, the tree splits the standardized inputs after "
                        "whitening by the spread of neighbour differences; views are each row and a nearest "

@@ -642,7 +642,7 @@ def register_backbone(name: str, builder: BackboneBuilder, *, overwrite: bool = 
 
 
 def default_backbone(channels: int, image_size: int) -> str:
-    """The backbone "auto" resolves to: "smallcnn" for grayscale images of at most 28 px, else
+    """The backbone "auto" resolves to: "smallcnn" for grayscale images of at most 32 px (its documented range), else
     "resnet18" (whatever the size; :func:`build_backbone` gives it the CIFAR stem at 64 px or
     less).
 
@@ -660,10 +660,10 @@ def default_backbone(channels: int, image_size: int) -> str:
 
     Examples
     --------
-    >>> default_backbone(1, 28), default_backbone(1, 32), default_backbone(3, 224)
+    >>> default_backbone(1, 32), default_backbone(1, 33), default_backbone(3, 224)
     ('smallcnn', 'resnet18', 'resnet18')
     """
-    if channels == 1 and image_size <= 28:
+    if channels == 1 and image_size <= 32:
         return "smallcnn"
     return "resnet18"
 

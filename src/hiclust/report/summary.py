@@ -107,7 +107,7 @@ def write_assignments(table: dict[str, Any], items: Sequence[str], out: str | Pa
 
 def leaf_warnings(sizes: np.ndarray, method: str = "cohiclust") -> list[str]:
     """Warnings about the leaf sizes (K,): empty leaves, tiny leaves (under a tenth of the mean
-    size) and a dominant leaf (over half of the items, or 90% for K ≤ 3), each with what to try."""
+    size) and a dominant leaf (over half of the items, or 90% for K ≤ 3), each with what to do next."""
     sizes = np.asarray(sizes, dtype=np.int64)
     k, n = sizes.size, int(sizes.sum())
     if k < 2 or n == 0:
@@ -125,7 +125,8 @@ def leaf_warnings(sizes: np.ndarray, method: str = "cohiclust") -> list[str]:
     if tiny.size:
         shown = ", ".join(f"{i} ({sizes[i]})" for i in tiny[:8])
         out.append(f"tiny leaf: {shown} hold{'s' if tiny.size == 1 else ''} under a tenth of the mean leaf size "
-                   f"({n / k:.1f}); they may be outliers or a split worth merging")
+                   f"({n / k:.1f}); they may be outliers or a split worth merging: look at their items "
+                   "(RUN_DIR/assignments.csv, or their nodes in hiclust report RUN_DIR), or ask for fewer --n-clusters")
     big = int(sizes.argmax())
     limit = 0.9 if k <= 3 else 0.5
     if sizes[big] > limit * n:
