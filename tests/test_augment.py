@@ -536,13 +536,14 @@ def test_strokes_are_drawn_as_bright_as_the_ink_at_their_rate_and_change_no_othe
     params = aug._draw(n, 1, size, size, lambda *s, g=torch.Generator().manual_seed(5): torch.rand(*s, generator=g))
     from hiclust.data.augment import stroke_coverage
 
-    cover = stroke_coverage(params.stroke, size)[:, None]
+    assert params.stroke.shape == (n, 1, 5)  # one stroke slot by default
+    cover = stroke_coverage(params.stroke[:, 0], size)[:, None]
     peak = off.amax(dim=(2, 3), keepdim=True)
     torch.testing.assert_close(on, torch.maximum(off, cover * peak), atol=1e-6, rtol=0)
-    drawn = params.stroke[:, 3] > 0
+    drawn = params.stroke[:, 0, 3] > 0
     assert ((on != off).flatten(1).any(1) <= drawn).all()  # nothing changes without a stroke
     assert abs(drawn.float().mean().item() - 0.3) < 0.04  # ±3.4 binomial standard deviations
-    s = params.stroke[drawn]
+    s = params.stroke[drawn, 0]
     assert s[:, 0].min() >= 0.25 * size and s[:, 0].max() <= 0.75 * size
     assert s[:, 1].min() >= 0.25 * size and s[:, 1].max() <= 0.75 * size
     assert s[:, 2].abs().max() <= np.radians(25.0) + 1e-6 and s[:, 2].abs().max() > np.radians(22.0)
@@ -558,7 +559,7 @@ def test_strokes_at_any_angle_cover_every_direction_uniformly() -> None:
     # line closing a 4's top (steep) is drawn as often as a 7's bar (flat)
     aug = BatchAugment(16, stroke_p=1.0, stroke_angle=90.0, **NO_RANDOM)
     params = aug._draw(20000, 1, 16, 16, lambda *s, g=torch.Generator().manual_seed(1): torch.rand(*s, generator=g))
-    ang = np.degrees(params.stroke[:, 2].numpy())
+    ang = np.degrees(params.stroke[:, 0, 2].numpy())
     assert ang.min() >= -90.0 - 1e-4 and ang.max() <= 90.0 + 1e-4
     counts, _ = np.histogram(np.abs(ang), bins=6, range=(0.0, 90.0))  # 15° bins of |angle|
     assert (np.abs(counts / len(ang) - 1 / 6) < 0.015).all()  # each ≈ 1/6 (sd 0.0026)
@@ -574,8 +575,8 @@ def test_stroke_centres_fill_the_range_asked_for_and_the_default_keeps_the_middl
     # stroke_centre=(0.1, 0.9) reaches the rows where a digit begins and ends (a 1's foot), which
     # the default middle half never touches; the other stroke draws stay as they were
     draw = lambda aug: aug._draw(20000, 1, 16, 16, lambda *s, g=torch.Generator().manual_seed(2): torch.rand(*s, generator=g))
-    wide = draw(BatchAugment(16, stroke_p=1.0, stroke_angle=90.0, stroke_centre=(0.1, 0.9), **NO_RANDOM)).stroke
-    middle = draw(BatchAugment(16, stroke_p=1.0, stroke_angle=90.0, **NO_RANDOM)).stroke
+    wide = draw(BatchAugment(16, stroke_p=1.0, stroke_angle=90.0, stroke_centre=(0.1, 0.9), **NO_RANDOM)).stroke[:, 0]
+    middle = draw(BatchAugment(16, stroke_p=1.0, stroke_angle=90.0, **NO_RANDOM)).stroke[:, 0]
     for axis in (0, 1):
         c = wide[:, axis].numpy() / 16
         assert c.min() >= 0.1 and c.max() <= 0.9
@@ -589,3 +590,31 @@ def test_stroke_centres_fill_the_range_asked_for_and_the_default_keeps_the_middl
     assert (middle[:, 1] / 16 > 0.8).sum() == 0 and (wide[:, 1] / 16 > 0.8).float().mean() > 0.1
     with pytest.raises(ValueError, match="stroke_centre"):
         BatchAugment(8, stroke_p=0.5, stroke_centre=(0.6, 0.4))
+
+
+def test_two_stroke_slots_draw_independently_and_ink_the_union_of_their_strokes() -> None:
+    # stroke_count=2: each slot on with probability stroke_p, the first slot's draws those of a
+    # single stroke, and the image inked where either stroke covers it (a 1's flag and foot)
+    n, size = 4000, 16
+    rand = lambda: (lambda *s, g=torch.Generator().manual_seed(3): torch.rand(*s, generator=g))
+    two = BatchAugment(size, stroke_p=0.6, stroke_angle=90.0, stroke_count=2, **NO_RANDOM)
+    one = BatchAugment(size, stroke_p=0.6, stroke_angle=90.0, **NO_RANDOM)
+    s2, s1 = two._draw(n, 1, size, size, rand()).stroke, one._draw(n, 1, size, size, rand()).stroke
+    assert s2.shape == (n, 2, 5) and s1.shape == (n, 1, 5)
+    torch.testing.assert_close(s2[:, 0], s1[:, 0])
+    drawn = (s2[:, :, 3] > 0).float()
+    counts = np.bincount(drawn.sum(1).long().numpy(), minlength=3) / n
+    np.testing.assert_allclose(counts, [0.16, 0.48, 0.36], atol=0.03)  # Binomial(2, 0.6); sd ≤ 0.008
+    assert abs(float(np.corrcoef(drawn[:, 0], drawn[:, 1])[0, 1])) < 0.05
+    x = torch.zeros(n, 1, size, size, dtype=torch.uint8)
+    x[:, :, 3:13, 7:9] = 200
+    from hiclust.data.augment import stroke_coverage
+
+    out = two(x, generator=torch.Generator().manual_seed(3))
+    plain = BatchAugment(size, **NO_RANDOM)(x, generator=torch.Generator().manual_seed(3))
+    cover = torch.maximum(stroke_coverage(s2[:, 0], size), stroke_coverage(s2[:, 1], size))[:, None]
+    torch.testing.assert_close(out, torch.maximum(plain, cover * 200 / 255), atol=1e-6, rtol=0)
+    assert "stroke_count=2" in repr(two) and "stroke_count" not in repr(one)
+    for bad in (0, 5, 1.5, True):
+        with pytest.raises(ValueError, match="stroke_count must be an integer from 1 to 4"):
+            BatchAugment(8, stroke_p=0.5, stroke_count=bad)

@@ -281,8 +281,8 @@ class BatchAugment(torch.nn.Module):
             ``RandomErasing(value=0)``: its area a fraction ``erase_scale`` of the output, its aspect
             ratio h/w log-uniform in ``erase_ratio``, its position uniform; 10 tries to fit, else no erasing.
         erase_scale, erase_ratio: see ``erase_p`` (torchvision's defaults).
-        stroke_p: probability of drawing one straight stroke over the output, as bright as the
-            sample's brightest pixel (per channel: ink on MNIST-like images, light on dark): a pen
+        stroke_p: probability of drawing a straight stroke over the output (each of the
+            ``stroke_count`` strokes independently), as bright as the sample's brightest pixel (per channel: ink on MNIST-like images, light on dark): a pen
             stroke that is not part of the shape, such as the bar of a crossed 7 or the line that
             closes a 4's top, so that views with and without one are positives. Its centre is
             uniform in ``stroke_centre`` (fractions of the side, both axes; the default, the
@@ -292,6 +292,9 @@ class BatchAugment(torch.nn.Module):
             angle uniform within ±``stroke_angle`` degrees of horizontal (90: any direction);
             pixels are covered in proportion to their overlap (1 px antialiased edge).
         stroke_centre, stroke_length, stroke_width, stroke_angle: see ``stroke_p``.
+        stroke_count: how many strokes a view may get, each drawn with probability ``stroke_p``
+            (1 to 4; more than one can add both the flag and the foot of a serifed 1). With 1 the
+            draws are those of earlier versions; the first stroke's draws never depend on it.
         generator: default ``torch.Generator`` for the random parameters (reproducibility); parameters
             are drawn on the generator's device (CPU by default) and moved to the batch's device.
 
@@ -326,6 +329,7 @@ class BatchAugment(torch.nn.Module):
         stroke_length: tuple[float, float] = (0.25, 0.45),
         stroke_width: float = 0.08,
         stroke_angle: float = 20.0,
+        stroke_count: int = 1,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
@@ -386,6 +390,9 @@ class BatchAugment(torch.nn.Module):
         self.stroke_angle = float(stroke_angle)
         if not 0.0 <= self.stroke_angle <= 90.0:
             raise ValueError(f"stroke_angle must be degrees in [0, 90], got {stroke_angle!r}")
+        if isinstance(stroke_count, bool) or not isinstance(stroke_count, int) or not 1 <= stroke_count <= 4:
+            raise ValueError(f"stroke_count must be an integer from 1 to 4, got {stroke_count!r}")
+        self.stroke_count = stroke_count
         self.generator = generator
 
     def extra_repr(self) -> str:
@@ -396,7 +403,8 @@ class BatchAugment(torch.nn.Module):
             f"rotation={self.rotation}, translate={self.translate}"
             + (f", erase_p={self.erase_p}, erase_scale={self.erase_scale}, erase_ratio={self.erase_ratio}" if self.erase_p else "")
             + (f", stroke_p={self.stroke_p}, stroke_centre={self.stroke_centre}, stroke_length={self.stroke_length}, stroke_width={self.stroke_width}, "
-               f"stroke_angle={self.stroke_angle}" if self.stroke_p else "")
+               f"stroke_angle={self.stroke_angle}" + (f", stroke_count={self.stroke_count}" if self.stroke_count > 1 else "")
+               if self.stroke_p else "")
         )
 
     # -- random parameters ------------------------------------------------------------------
@@ -492,18 +500,21 @@ class BatchAugment(torch.nn.Module):
         return _Params(theta, taps, ops, blend, hue, gray, blur, erase, stroke)
 
     def _strokes(self, b: int, rand: Callable[..., torch.Tensor]) -> torch.Tensor:
-        """Stroke segments in output pixels, ``(B, 5)`` rows (centre x, centre y, angle in radians,
-        length, width); length and width 0 for samples without a stroke."""
+        """Stroke segments in output pixels, ``(B, stroke_count, 5)``: rows (centre x, centre y,
+        angle in radians, length, width); length and width 0 where a stroke is not drawn."""
         size = float(self.size)
-        u = rand(b, 5)
-        on = u[:, 0] < self.stroke_p
         lo, hi = self.stroke_centre
-        cx = size * (lo + (hi - lo) * u[:, 1])
-        cy = size * (lo + (hi - lo) * u[:, 2])
-        ang = math.radians(self.stroke_angle) * (2.0 * u[:, 3] - 1.0)
-        length = size * (self.stroke_length[0] + (self.stroke_length[1] - self.stroke_length[0]) * u[:, 4])
-        width = torch.full_like(length, size * self.stroke_width)
-        return torch.stack((cx, cy, ang, length * on, width * on), dim=1)
+        out = []
+        for _ in range(self.stroke_count):  # one draw per stroke slot (at most 4), each batched
+            u = rand(b, 5)
+            on = u[:, 0] < self.stroke_p
+            cx = size * (lo + (hi - lo) * u[:, 1])
+            cy = size * (lo + (hi - lo) * u[:, 2])
+            ang = math.radians(self.stroke_angle) * (2.0 * u[:, 3] - 1.0)
+            length = size * (self.stroke_length[0] + (self.stroke_length[1] - self.stroke_length[0]) * u[:, 4])
+            width = torch.full_like(length, size * self.stroke_width)
+            out.append(torch.stack((cx, cy, ang, length * on, width * on), dim=1))
+        return torch.stack(out, dim=1)
 
     def _erase_boxes(self, b: int, rand: Callable[..., torch.Tensor]) -> torch.Tensor:
         """RandomErasing rectangles in output pixels, ``(B, 4)`` int64 rows (top, bottom, left, right),
@@ -618,7 +629,7 @@ class _Params:
     gray: torch.Tensor | None  # (B,) bool: convert to grayscale
     blur: torch.Tensor | None  # (B, k) 1-D blur kernels (identity for unblurred samples)
     erase: torch.Tensor | None = None  # (B, 4) erased box (top, bottom, left, right), empty when not erased
-    stroke: torch.Tensor | None = None  # (B, 5) stroke (centre x, centre y, angle, length, width); 0 length: none
+    stroke: torch.Tensor | None = None  # (B, K, 5) strokes (centre x, centre y, angle, length, width); 0 length: none
 
     def to(self, device: torch.device) -> _Params:
         return self._map(lambda v: v.to(device) if isinstance(v, torch.Tensor) else v)
@@ -747,9 +758,11 @@ def stroke_coverage(strokes: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def _stroke_rows(x: torch.Tensor, strokes: torch.Tensor) -> torch.Tensor:
-    """``x`` ``(n, C, S, S)`` with each sample's stroke drawn as bright as its brightest pixel per
-    channel (``max(x, coverage · peak)``), in place."""
-    cover = stroke_coverage(strokes, x.shape[-1])[:, None]  # (n, 1, S, S)
+    """``x`` ``(n, C, S, S)`` with each sample's strokes ``(n, K, 5)`` drawn as bright as its
+    brightest pixel per channel (``max(x, coverage · peak)``, coverage the most of any of its
+    strokes), in place."""
+    n, k, size = strokes.shape[0], strokes.shape[1], x.shape[-1]
+    cover = stroke_coverage(strokes.reshape(n * k, 5), size).view(n, k, size, size).amax(dim=1)[:, None]  # (n, 1, S, S)
     peak = x.amax(dim=(2, 3), keepdim=True)  # (n, C, 1, 1)
     return torch.maximum(x, cover * peak, out=x)
 
