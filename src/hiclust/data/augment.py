@@ -282,8 +282,9 @@ class BatchAugment(torch.nn.Module):
             ratio h/w log-uniform in ``erase_ratio``, its position uniform; 10 tries to fit, else no erasing.
         erase_scale, erase_ratio: see ``erase_p`` (torchvision's defaults).
         stroke_p: probability of drawing a straight stroke over the output (each of the
-            ``stroke_count`` strokes independently), as bright as the sample's brightest pixel (per channel: ink on MNIST-like images, light on dark): a pen
-            stroke that is not part of the shape, such as the bar of a crossed 7 or the line that
+            ``stroke_count`` strokes independently), as bright as the sample's brightest pixel
+            (per channel: ink on MNIST-like images, light on dark): a pen stroke that is not
+            part of the shape, such as the bar of a crossed 7 or the line that
             closes a 4's top, so that views with and without one are positives. Its centre is
             uniform in ``stroke_centre`` (fractions of the side, both axes; the default, the
             middle half, crosses the digit's body; a wider range reaches where a digit begins and

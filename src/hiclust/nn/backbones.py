@@ -642,9 +642,9 @@ def register_backbone(name: str, builder: BackboneBuilder, *, overwrite: bool = 
 
 
 def default_backbone(channels: int, image_size: int) -> str:
-    """The backbone "auto" resolves to: "smallcnn" for grayscale images of at most 32 px (its documented range), else
-    "resnet18" (whatever the size; :func:`build_backbone` gives it the CIFAR stem at 64 px or
-    less).
+    """The backbone "auto" resolves to: "smallcnn" for grayscale images of at most 32 px (the
+    range it is made for), else "resnet18" (whatever the size; :func:`build_backbone` gives it
+    the CIFAR stem at 64 px or less).
 
     Parameters
     ----------
