@@ -273,8 +273,8 @@ ROUND2 = [
      ValueError, r"--batch-size 21 is larger than the dataset \(20 samples\); use --batch-size <= 20"),
     ("epochs-too-few-to-prune", ["train", "--dataset", "npy:{in}/imgs.npy", *FEAT, "--n-clusters", "10",
                                  "--epochs", "4"], ValueError,
-     r"pruning 6 leaves one per epoch .* needs --pretrain-epochs \(\d, the default for these epochs\) <= --prune-start .* <= --epochs \(4\); "
-     r"raise --epochs \(to at least 8 with these settings\)"),
+     r"pruning 6 leaves one per epoch .* needs --pretrain-epochs \(0\) <= --prune-start .* <= --epochs \(4\); "
+     r"raise --epochs \(to at least 6 with these settings\)"),  # 6 trains: pre-training is then shortened to 0
     ("demo-epochs-too-few", ["demo", "--epochs", "4", "--out", "{tmp}/out"], ValueError,
      r"--epochs must be at least 6 for the demo"),
     ("run-json-invalid", ["evaluate", "{in}/run_badjson"], RunDirError, r"run\.json is not valid JSON"),

@@ -173,8 +173,10 @@ def derive_defaults(config: Any, n: int, input_space: bool = False,
                          need if pre is not None else math.ceil(1.5 * (n_prune + 10)))
             derive("epochs", epochs)
         epochs = int(params.get("epochs") or DEFAULT_EPOCHS)
-        if "pretrain_epochs" not in params and params.get("prune_start") is None and epochs // 3 > epochs - n_prune >= 0:
-            derive("pretrain_epochs", epochs - n_prune)  # the default epochs // 3 would leave too few
+        if "pretrain_epochs" not in params and params.get("prune_start") is None and epochs // 3 > epochs - n_prune:
+            # The default epochs // 3 would leave too few; with fewer epochs than prunings the
+            # estimator refuses, and with 0 here its hint names the least epochs this rule allows.
+            derive("pretrain_epochs", max(0, epochs - n_prune))
     return params, notes
 
 
