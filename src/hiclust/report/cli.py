@@ -113,8 +113,8 @@ def load_prediction_input(path: str | Path, image_size: int | None = None, *, fe
                           strict: bool = False) -> tuple[Any, list[str]]:
     """Loads a folder of images, one image file, a shard directory written by ``hiclust shard`` (a
     folder holding dataset.json and index.npz), a .npy array or, for a model fitted on a feature
-    matrix (``features=True``), a .npy/.npz/.csv/.parquet feature matrix; returns (ImageDataset or FeatureDataset, input
-    names). The names are the files' paths relative to the folder (an image file's own name), a
+    matrix (``features=True``), a .npy/.npz/.csv/.parquet feature matrix; returns (ImageDataset
+    or FeatureDataset, input names). The names are the files' paths relative to the folder (an image file's own name), a
     shard directory's stored item ids, the row numbers of an array, or a feature file's ids. Data over the memory budget (``--max-memory``) is
     streamed: the dataset's images / features are a :class:`~hiclust.data.streaming.DiskRows`.
     A folder's unreadable image files are skipped with a warning that names them, as ``train``
@@ -124,12 +124,13 @@ def load_prediction_input(path: str | Path, image_size: int | None = None, *, fe
     from hiclust.data.feature_files import FEATURE_SUFFIXES
 
     p = Path(path).expanduser()
-    if not features and p.suffix.lower() in FEATURE_SUFFIXES and p.suffix.lower() != ".npy":
+    suffix = p.suffix.lower()
+    if not features and suffix in FEATURE_SUFFIXES and suffix != ".npy":
         # Refused before it is read: the loader would first warn about the file's columns.
-        raise ValueError(f"--input {p} is a feature file ({p.suffix.lower()}), but the run's model was fitted on "
+        raise ValueError(f"--input {p} is a feature file ({suffix}), but the run's model was fitted on "
                          "images; pass a folder of images, an image file or a .npy image array "
                          "(N, H, W[, C]) / (N, C, H, W)")
-    if features and p.suffix.lower() in FEATURE_SUFFIXES:
+    if features and suffix in FEATURE_SUFFIXES:
         if not p.is_file():
             raise FileNotFoundError(f"--input {p}: no such file")
         data = load_dataset(f"features:{p}", split="all", label_column=label_column, id_column=id_column)
